@@ -1,0 +1,211 @@
+"""The `illusort` command line: a thin layer over `illusort.workflow` and friends.
+
+Heavy libraries (torch, umap) are imported inside the commands, so `--help` is instant.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+
+def fail_cleanly(func):
+    """Known failures become a one-line error and exit 1; Ctrl-C says how to resume."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from .images import BadImage
+        from .index import IndexBusy
+        from .sort import SortError
+        from .weights import ModelError
+
+        try:
+            return func(*args, **kwargs)
+        except (ModelError, SortError, IndexBusy, BadImage, FileNotFoundError, NotADirectoryError) as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished batches are saved; run the same command again to resume.", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+def model_options(func):
+    """Options of every command that embeds images."""
+    options = [
+        click.option("--model", "-m", default=None, metavar="NAME|PATH",
+                     help="Model name (in models/ or built in: lite0-imagenet, resnet18-imagenet, vgg16-imagenet, "
+                          "hsv-hist) or a checkpoint .pt. Default: the shipped model."),
+        click.option("--layer", default=None, metavar="LAYER", help="VGG16 layer: conv1..conv5, fc1, fc2."),
+        click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
+                     help="Index file (default: DIR/.illusort/index.db)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True),
+        click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
+        click.option("--workers", type=click.IntRange(0), default=None,
+                     help="Decoding processes (default: up to 4, by CPU count)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def cluster_options(func):
+    options = [
+        click.option("--min-cluster-size", type=click.IntRange(2), default=10, show_default=True,
+                     help="Smallest group called a character (capped at a tenth of small folders)."),
+        click.option("--min-samples", type=click.IntRange(1), default=1, show_default=True,
+                     help="Higher = more conservative: more images left unsorted."),
+        click.option("--umap-dims", type=click.IntRange(0), default=32, show_default=True,
+                     help="UMAP dimensions before HDBSCAN; 0 clusters the raw embeddings."),
+        click.option("--seed", type=int, default=None, help="Make clustering reproducible (slower: single thread)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def settings_from(kwargs):
+    from .workflow import Settings
+
+    return Settings(model=kwargs.pop("model"), layer=kwargs.pop("layer"), index=kwargs.pop("index_path"),
+                    device=kwargs.pop("device"), batch_size=kwargs.pop("batch_size"),
+                    workers=kwargs.pop("workers"), progress=not kwargs.pop("quiet"))
+
+
+def cluster_kwargs(kwargs):
+    return {"min_cluster_size": kwargs.pop("min_cluster_size"), "min_samples": kwargs.pop("min_samples"),
+            "umap_dims": kwargs.pop("umap_dims"), "seed": kwargs.pop("seed")}
+
+
+def report_embedding(summary) -> None:
+    click.echo(summary.line(), err=True)
+    for path, reason in summary.skipped[:20]:
+        click.echo(f"  skipped {path}: {reason}", err=True)
+    if len(summary.skipped) > 20:
+        click.echo(f"  ... and {len(summary.skipped) - 20} more skipped", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="illusort")
+def main():
+    """Sort anime/manga illustrations by the character drawn in them."""
+    warnings.filterwarnings("default", module="illusort")
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@model_options
+@fail_cleanly
+def embed(folder, **kwargs):
+    """Embed every image below FOLDER into its index (incremental; resumes when interrupted)."""
+    from . import workflow
+
+    model, index, summary = workflow.embed(folder, settings_from(kwargs))
+    index.close()
+    click.echo(f"model {model.model_id}; index {index.path}", err=True)
+    report_embedding(summary)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Assignment CSV (path, face, cluster, probability). Default: DIR/.illusort/clusters.csv.")
+@model_options
+@cluster_options
+@fail_cleanly
+def cluster(folder, output, **kwargs):
+    """Group FOLDER's images into characters (embeds first, incrementally)."""
+    from . import workflow
+
+    options = cluster_kwargs(kwargs)
+    model, index, summary = workflow.embed(folder, settings_from(kwargs))
+    report_embedding(summary)
+    with index:
+        rows, clustering = workflow.cluster(index, model, **options)
+    output = output or index.path.parent / "clusters.csv"
+    workflow.write_assignment(output, rows, clustering)
+    click.echo(clustering.summary())
+    click.echo(f"assignment written to {output}", err=True)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: FOLDER-sorted beside FOLDER).")
+@click.option("--mode", type=click.Choice(["symlink", "copy", "hardlink", "move"]), default="symlink",
+              show_default=True, help="How files get into the character folders.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--undo", is_flag=True, help="Reverse the sort in OUT (give the output folder as FOLDER or --out).")
+@model_options
+@cluster_options
+@fail_cleanly
+def sort(folder, out, mode, dry_run, undo, **kwargs):
+    """Sort FOLDER into per-character folders: OUT/character-NNN/ and OUT/unsorted/.
+
+    Never overwrites or loses a file; re-running keeps folder names of matching clusters."""
+    from . import workflow
+    from .sort import undo_sort
+
+    if undo:
+        undone, left = undo_sort(out or folder)
+        click.echo(f"undone {undone} entries" + (f"; {left} changed since and left in place" if left else ""))
+        return
+    options = cluster_kwargs(kwargs)
+    planned, result, clustering, summary = workflow.sort(folder, out, settings_from(kwargs), mode, dry_run, **options)
+    report_embedding(summary)
+    click.echo(clustering.summary())
+    out = out or workflow.default_output(folder)
+    if dry_run:
+        for entry in planned[:50]:
+            click.echo(f"{mode} {entry.src} -> {out / entry.dest}")
+        if len(planned) > 50:
+            click.echo(f"... {len(planned) - 50} more")
+        return
+    folders = ", ".join(f"{name} ({n})" for name, n in sorted(result.folders.items()))
+    click.echo(f"{out}: {result.created} new, {result.removed} removed, {result.kept} kept; {folders}")
+    if result.conflicts:
+        click.echo(f"warning: {len(result.conflicts)} names already taken by other files were left alone",
+                   err=True)
+
+
+@main.command()
+@click.argument("references", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--in", "folder", type=click.Path(path_type=Path), default=".", show_default=True,
+              help="Folder to search (it is embedded incrementally first).")
+@click.option("--top", "-k", type=click.IntRange(1), default=None, help="At most this many results.")
+@click.option("--threshold", "-t", type=float, default=None,
+              help="Minimum cosine similarity (default: the model card's; none for untrained models).")
+@click.option("--link", type=click.Path(path_type=Path), default=None,
+              help="Also gather the matches into this folder as symlinks.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@model_options
+@fail_cleanly
+def query(references, folder, top, threshold, link, as_json, **kwargs):
+    """Find every image of the character in REFERENCES (one or more images) in a folder."""
+    from . import workflow
+
+    hits, used, summary = workflow.query(list(references), folder, settings_from(kwargs), top, threshold)
+    report_embedding(summary)
+    if used is None and top is None:
+        hits = hits[:20]
+        click.echo("note: the model has no calibrated threshold; showing the 20 best (use --top/--threshold)",
+                   err=True)
+    if as_json:
+        click.echo(json.dumps({"threshold": used, "matches": [{"path": p, "score": s} for p, s in hits]}, indent=1))
+    else:
+        for path, score in hits:
+            click.echo(f"{score:.3f}  {Path(folder) / path}")
+    if link:
+        result = workflow.link_matches(folder, [p for p, _ in hits], link)
+        click.echo(f"{result.created} new links in {link} ({sum(result.folders.values())} in all); "
+                   f"undo with: illusort sort --undo {link}", err=True)
+
+
+if __name__ == "__main__":
+    main()

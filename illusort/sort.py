@@ -1,0 +1,336 @@
+"""Turning clusters into per-character folders, safely: plan, then apply, then (maybe) undo.
+
+Rules that protect the user's files:
+- nothing is ever overwritten (every link/copy is created with a no-clobber primitive);
+- `OUT/.illusort-sort.json` (the manifest) lists every entry this tool made, written
+  atomically before and after changes, so undo and re-runs only touch what it made;
+- a copy or hard link is removed only while its source still exists (never the last copy);
+- a move is journaled (pending -> done), and refused across file systems.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = ".illusort-sort.json"
+UNSORTED = "unsorted"
+MODES = ("symlink", "copy", "hardlink", "move")
+
+
+class SortError(ValueError):
+    """A sort that cannot be done as asked; the message says why and what to do."""
+
+
+@dataclass
+class Entry:
+    src: str          # absolute path of the user's file
+    dest: str         # path inside OUT, '/'-separated, e.g. 'character-003/a.png'
+    state: str = "done"  # 'pending' while a move is in flight
+
+    def to_json(self):
+        return {"src": self.src, "dest": self.dest, "state": self.state}
+
+
+# ---- planning --------------------------------------------------------------------------------
+
+def folder_names(paths: list[str], labels: np.ndarray, previous: dict[str, set[str]]) -> dict[int, str]:
+    """A folder name per cluster label. Clusters that overlap a folder of the previous sort
+    keep its name (largest overlaps first, one-to-one); the rest get the next free number."""
+    members = defaultdict(set)
+    for path, label in zip(paths, labels):
+        if label >= 0:
+            members[int(label)].add(path)
+    overlaps = sorted(((len(m & previous_members), label, name)
+                       for label, m in members.items() for name, previous_members in previous.items()
+                       if name != UNSORTED and m & previous_members), reverse=True)
+    names, taken = {}, set()
+    for _, label, name in overlaps:
+        if label not in names and name not in taken:
+            names[label], taken = name, taken | {name}
+    numbers = [int(n.rsplit("-", 1)[1]) for n in previous if n.startswith("character-") and n[10:].isdigit()]
+    next_number = max(numbers, default=0) + 1
+    for label in sorted(members, key=lambda lab: (-len(members[lab]), min(members[lab]))):
+        if label not in names:
+            names[label] = f"character-{next_number:03d}"
+            next_number += 1
+    names[-1] = UNSORTED
+    return names
+
+
+def plan_entries(root: Path, paths: list[str], folders: list[str]) -> list[Entry]:
+    """Where each file goes ('' = OUT itself). An image with several faces in several folders
+    goes to each. Same basenames within one folder get a short hash of their source path."""
+    wanted = sorted(set(zip(folders, paths)))
+    # An image that reached a character folder through one face is not also 'unsorted'.
+    placed = {path for folder, path in wanted if folder != UNSORTED}
+    wanted = [(folder, path) for folder, path in wanted if folder != UNSORTED or path not in placed]
+    entries, used = [], set()
+    for folder, path in wanted:
+        name = Path(path).name
+        if (folder, name) in used:
+            stem, suffix = os.path.splitext(name)
+            name = f"{stem}~{hashlib.sha1(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}{suffix}"
+        used.add((folder, name))
+        entries.append(Entry(str(Path(root).resolve() / path), f"{folder}/{name}" if folder else name, "planned"))
+    return entries
+
+
+def folder_of(dest: str) -> str:
+    return dest.rsplit("/", 1)[0] if "/" in dest else ""
+
+
+# ---- manifest --------------------------------------------------------------------------------
+
+def read_manifest(out: Path) -> dict | None:
+    path = Path(out) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
+        data["entries"] = [Entry(e["src"], safe_dest(e["dest"]), e.get("state", "done")) for e in data["entries"]]
+        return data
+    except (ValueError, KeyError, TypeError) as error:
+        raise SortError(f"{path} is damaged ({error}); move it away to start a fresh sort in {out}") from None
+
+
+def write_manifest(out: Path, source: Path, mode: str, entries: list[Entry]) -> None:
+    path = Path(out) / MANIFEST
+    tmp = path.with_name(MANIFEST + ".tmp")
+    data = {"version": 1, "source": str(Path(source).resolve()), "mode": mode, "updated": time.strftime("%FT%T%z"),
+            "entries": [e.to_json() for e in entries]}
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+        json.dump(data, f, indent=1, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def safe_dest(dest: str) -> str:
+    """Refuse a manifest path that would reach outside OUT (absolute, '..', empty parts)."""
+    parts = dest.split("/")
+    if dest.startswith("/") or any(p in ("", ".", "..") for p in parts) or len(parts) > 2:
+        raise SortError(f"manifest entry {dest!r} points outside the output folder; refusing to use it")
+    return dest
+
+
+def previous_folders(manifest: dict | None) -> dict[str, set[str]]:
+    """Folder name -> source paths (relative to the sorted folder) of the previous sort."""
+    folders = defaultdict(set)
+    if manifest:
+        source = Path(manifest["source"])
+        for e in manifest["entries"]:
+            try:
+                folders[folder_of(e.dest)].add(Path(e.src).relative_to(source).as_posix())
+            except ValueError:
+                continue
+    return folders
+
+
+# ---- checks ----------------------------------------------------------------------------------
+
+def check_output(root: Path, out: Path, mode: str) -> dict | None:
+    """Validate OUT before anything is written; returns the previous manifest, if any."""
+    if mode not in MODES:
+        raise SortError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    root_r, out_r = Path(root).resolve(), Path(out).resolve()
+    if out_r == root_r or root_r in out_r.parents:
+        raise SortError(f"output folder {out} is inside the folder being sorted; choose a folder outside {root}")
+    if out_r in root_r.parents:
+        raise SortError(f"output folder {out} contains the folder being sorted; choose another")
+    if out_r.exists() and not out_r.is_dir():
+        raise SortError(f"output {out} exists and is not a folder")
+    manifest = read_manifest(out_r) if out_r.exists() else None
+    if out_r.exists() and manifest is None and any(out_r.iterdir()):
+        raise SortError(f"output folder {out} already holds files that illusort did not make; "
+                        "choose an empty or new folder")
+    if manifest and Path(manifest["source"]) != root_r:
+        raise SortError(f"{out} holds a sort of {manifest['source']}, not of {root}; choose another output folder")
+    if mode == "move":
+        if manifest and manifest["mode"] != "move":
+            raise SortError(f"{out} holds a {manifest['mode']} sort; undo it first or choose another folder")
+        probe = out_r if out_r.exists() else out_r.parent
+        if probe.exists() and os.stat(probe).st_dev != os.stat(root_r).st_dev:
+            raise SortError("--mode move across file systems is refused (a crash mid-copy could lose a file); "
+                            "use --mode copy, then delete the originals yourself")
+    elif manifest and manifest["mode"] != mode:
+        raise SortError(f"{out} holds a {manifest['mode']} sort; use --mode {manifest['mode']}, "
+                        "or undo it first (illusort sort --undo)")
+    return manifest
+
+
+# ---- applying --------------------------------------------------------------------------------
+
+def make_entry(entry: Entry, out: Path, mode: str) -> None:
+    """Create one link/copy/move without ever replacing an existing file (raises FileExistsError)."""
+    dest = out / entry.dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "symlink":
+        os.symlink(entry.src, dest)
+    elif mode == "hardlink":
+        os.link(entry.src, dest)
+    elif mode == "move":
+        os.link(entry.src, dest)   # same file system (checked): link then unlink is atomic and no-clobber
+        os.unlink(entry.src)
+    else:
+        tmp = dest.with_name(f".{dest.name}.illusort-partial")
+        try:
+            with open(entry.src, "rb") as fin, open(tmp, "xb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+                fout.flush()
+                os.fsync(fout.fileno())
+            shutil.copystat(entry.src, tmp)
+            os.link(tmp, dest)      # no-clobber: fails if dest appeared meanwhile
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def is_ours(entry: Entry, out: Path, mode: str) -> bool:
+    """True when OUT/dest is still exactly what this tool made, and removing it loses nothing."""
+    dest = out / entry.dest
+    if not os.path.lexists(dest):
+        return False
+    if mode == "symlink":
+        return dest.is_symlink() and os.readlink(dest) == entry.src
+    if dest.is_symlink() or not os.path.exists(entry.src):
+        return False  # the source is gone: OUT holds the last copy, keep it
+    if mode == "hardlink":
+        return os.path.samefile(dest, entry.src)
+    if mode == "copy":
+        return same_content(dest, Path(entry.src))
+    return False
+
+
+def same_content(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            ca, cb = fa.read(1 << 20), fb.read(1 << 20)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def finish_pending_moves(entries: list[Entry], out: Path) -> None:
+    """Settle moves that a killed run left half-done: linked but not unlinked, or not started."""
+    for e in entries:
+        if e.state != "pending":
+            continue
+        dest = out / e.dest
+        if dest.exists() and os.path.exists(e.src) and os.path.samefile(dest, e.src):
+            os.unlink(e.src)
+        e.state = "done" if dest.exists() and not os.path.exists(e.src) else "planned"
+
+
+@dataclass
+class SortResult:
+    created: int = 0
+    removed: int = 0
+    kept: int = 0
+    conflicts: list = None
+    folders: Counter = None
+
+
+def apply_sort(root: Path, out: Path, planned: list[Entry], mode: str, manifest: dict | None,
+               progress: bool = True) -> SortResult:
+    """Make OUT match the plan: remove old entries that are no longer wanted (only if still
+    ours), create new ones. The manifest is saved before any change and after every batch."""
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    old = manifest["entries"] if manifest else []
+    if mode == "move":
+        finish_pending_moves(old, out)
+        old = [e for e in old if e.state == "done"]
+        moved = {e.src for e in old}
+        planned = [e for e in planned if e.src not in moved and os.path.exists(e.src)]
+    wanted = {(e.src, e.dest) for e in planned}
+    result = SortResult(conflicts=[], folders=Counter())
+    keep = []
+    for e in old:
+        if (e.src, e.dest) in wanted or mode == "move":
+            keep.append(e)
+        elif is_ours(e, out, mode):
+            (out / e.dest).unlink()
+            result.removed += 1
+        elif os.path.lexists(out / e.dest):
+            keep.append(e)  # changed by the user since: leave it alone, keep tracking it
+    have = {(e.src, e.dest) for e in keep}
+    todo = [e for e in planned if (e.src, e.dest) not in have]
+    for e in todo:
+        e.state = "pending"
+    write_manifest(out, root, mode, keep + todo)  # journal first: a crash leaves 'pending' entries
+    from tqdm import tqdm
+    import sys
+
+    done = []
+    for n, e in enumerate(tqdm(todo, desc=f"{mode}ing", unit="file", disable=not progress or not todo,
+                               file=sys.stderr), 1):
+        try:
+            make_entry(e, out, mode)
+            e.state = "done"
+            done.append(e)
+            result.created += 1
+        except FileExistsError:
+            result.conflicts.append(e.dest)
+        except OSError as error:
+            write_manifest(out, root, mode, keep + done + [x for x in todo if x.state == "pending"])
+            raise SortError(f"cannot write {out / e.dest}: {error.strerror or error}; "
+                            f"{result.created} entries were made and are listed in {out / MANIFEST}") from None
+        if n % 500 == 0:
+            write_manifest(out, root, mode, keep + done + [x for x in todo if x.state == "pending"])
+    final = keep + done
+    write_manifest(out, root, mode, final)
+    remove_empty_folders(out)
+    result.kept = len(keep)
+    result.folders = Counter(folder_of(e.dest) for e in final)
+    return result
+
+
+def undo_sort(out: Path, progress: bool = True) -> tuple[int, int]:
+    """Reverse a sort: remove links/copies it made (only if still ours), move moved files back.
+    Returns (undone, left) where `left` entries were changed by the user and kept."""
+    out = Path(out).resolve()
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise SortError(f"{out} holds no illusort sort (no {MANIFEST}); nothing to undo")
+    mode, entries = manifest["mode"], manifest["entries"]
+    if mode == "move":
+        finish_pending_moves(entries, out)
+    undone, left = 0, []
+    for e in entries:
+        dest = out / e.dest
+        if mode == "move":
+            if e.state == "done" and dest.exists() and not os.path.lexists(e.src):
+                Path(e.src).parent.mkdir(parents=True, exist_ok=True)
+                os.link(dest, e.src)
+                os.unlink(dest)
+                undone += 1
+            elif e.state == "done":
+                left.append(e)
+        elif is_ours(e, out, mode):
+            dest.unlink()
+            undone += 1
+        elif os.path.lexists(dest):
+            left.append(e)
+    if left:
+        write_manifest(out, manifest["source"], mode, left)
+    else:
+        (out / MANIFEST).unlink()
+    remove_empty_folders(out)
+    return undone, len(left)
+
+
+def remove_empty_folders(out: Path) -> None:
+    for child in Path(out).iterdir():
+        if child.is_dir() and not child.is_symlink() and not any(child.iterdir()):
+            child.rmdir()

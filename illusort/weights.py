@@ -1,0 +1,179 @@
+"""Checkpoints, model cards, and resolving `--model NAME|PATH` to a ready network.
+
+A checkpoint `NAME.pt` holds {"card": {...}, "state_dict": {...}} and is loaded with
+`weights_only=True`, so a model file can never run code. The card (also written beside it
+as `NAME.json`, which people read and `evaluate` may update) says how to rebuild the net:
+arch, embed_dim, layer, input_size, plus threshold, data and metrics.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import nets
+
+FORMAT = "illusort-checkpoint-1"
+DEFAULT_MODEL = "anime-lite0"
+FALLBACK_MODEL = "lite0-imagenet"
+# Models that need no file: (arch, init, embed_dim). ImageNet features, no anime training.
+BUILTIN = {
+    "lite0-imagenet": ("lite0", "imagenet", None),
+    "resnet18-imagenet": ("resnet18", "imagenet", None),
+    "vgg16-imagenet": ("vgg16", "imagenet", None),
+    "hsv-hist": ("hsv-hist", "none", None),
+}
+
+
+class ModelError(ValueError):
+    """A model name or file that cannot be used; the message says why and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    net: torch.nn.Module
+    card: dict
+    model_id: str  # keys the index rows, so embeddings of two models never mix
+    device: str = "cpu"
+
+    @property
+    def threshold(self) -> float | None:
+        return self.card.get("threshold")
+
+    @property
+    def input_size(self) -> int:
+        return int(self.card.get("input_size") or self.net.input_size)
+
+
+def models_dirs() -> list[Path]:
+    """Where named models are looked up: $ILLUSORT_MODELS, the source tree, the install prefix."""
+    dirs = [Path(p) for p in os.environ.get("ILLUSORT_MODELS", "").split(os.pathsep) if p]
+    dirs += [Path(__file__).resolve().parent.parent / "models", Path(sys.prefix) / "share/illusort/models"]
+    return dirs
+
+
+def find_model_file(name: str) -> Path | None:
+    path = Path(name).expanduser()
+    if path.suffix == ".pt" or path.exists():
+        return path if path.exists() else None
+    for folder in models_dirs():
+        if (folder / f"{name}.pt").exists():
+            return folder / f"{name}.pt"
+    return None
+
+
+def card_for_builtin(name: str, layer: str | None = None) -> dict:
+    arch, init, embed_dim = BUILTIN[name]
+    return {"name": name, "arch": arch, "init": init, "embed_dim": embed_dim, "layer": layer,
+            "trained": False}
+
+
+def build_from_card(card: dict) -> torch.nn.Module:
+    """The network a card describes, randomly initialised (the checkpoint's weights go in next)."""
+    return nets.build(card["arch"], embed_dim=card.get("embed_dim"), init="none",
+                      layer=card.get("layer"), input_size=card.get("input_size"))
+
+
+def load_model(spec: str | None = None, layer: str | None = None, device: str = "cpu",
+               quiet: bool = False) -> LoadedModel:
+    """Resolve a model name or checkpoint path; `None` means the shipped default.
+
+    `layer` overrides the output layer of a VGG16 model (conv1..conv5, fc1, fc2).
+    """
+    if spec is None:
+        if find_model_file(DEFAULT_MODEL) is None:
+            if not quiet:
+                warnings.warn(f"no trained model '{DEFAULT_MODEL}' found in {models_dirs()[1]}: using "
+                              f"'{FALLBACK_MODEL}' (ImageNet features, not trained on anime); "
+                              "character sorting will be poor.", stacklevel=2)
+            spec = FALLBACK_MODEL
+        else:
+            spec = DEFAULT_MODEL
+    if spec in BUILTIN:
+        card = card_for_builtin(spec, layer)
+        arch, init, embed_dim = BUILTIN[spec]
+        try:
+            net = nets.build(arch, embed_dim=embed_dim, init=init, layer=layer)
+        except nets.WeightsUnavailable as error:
+            raise ModelError(str(error)) from None
+        card["input_size"] = net.input_size
+        model_id = spec if not layer else f"{spec}@{layer}"
+    else:
+        path = find_model_file(spec)
+        if path is None:
+            raise ModelError(f"model {spec!r} not found: give a checkpoint path (.pt), a name in "
+                             f"{models_dirs()[1]}, or one of {', '.join(BUILTIN)}")
+        card, state = read_checkpoint(path)
+        if layer:
+            card["layer"] = layer
+        net = build_from_card(card)
+        try:
+            net.load_state_dict(state, strict=not layer)
+        except RuntimeError as error:
+            raise ModelError(f"{path}: weights do not fit architecture {card['arch']!r} "
+                             f"({str(error).splitlines()[0]})") from None
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+        model_id = f"{card.get('name', path.stem)}:{digest}" + (f"@{layer}" if layer else "")
+    net.eval().to(device)
+    return LoadedModel(net, card, model_id, device)
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(card, state_dict) of an illusort checkpoint; a card JSON beside it takes precedence."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ModelError(f"{path} is not a loadable checkpoint ({type(error).__name__}); "
+                         "train one with `illusort train`") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelError(f"{path} is not an illusort checkpoint (no '{FORMAT}' header); "
+                         "train one with `illusort train`")
+    card = dict(blob["card"])
+    beside = path.with_suffix(".json")
+    if beside.exists():
+        card.update(json.loads(beside.read_text()))
+    state = blob["state_dict"]
+    if card.get("half"):
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return card, state
+
+
+def save_checkpoint(path: Path, net: torch.nn.Module, card: dict, half: bool = False,
+                    extra: dict | None = None) -> None:
+    """Write NAME.pt (atomically) and its readable card NAME.json.
+
+    `extra` (optimizer state, epoch) is for resuming training; `half` stores fp16 weights.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card = {**card, "name": card.get("name") or path.stem, "half": half,
+            "input_size": card.get("input_size") or getattr(net, "input_size", None)}
+    state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in net.state_dict().items()}
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save({"format": FORMAT, "card": card, "state_dict": state, **(extra or {})}, tmp)
+    os.replace(tmp, path)
+    write_card(path.with_suffix(".json"), card)
+
+
+def write_card(path: Path, card: dict) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    return device
