@@ -8,6 +8,7 @@ committed per batch, so an interrupted run loses at most one batch and resumes.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -51,7 +52,15 @@ class Row:
 
 
 def default_index_path(root: Path) -> Path:
-    return Path(root) / INDEX_DIRNAME / "index.db"
+    """DIR/.illusort/index.db; for a folder we may not write to (a read-only share), a
+    per-folder file under ~/.cache/illusort/indexes instead."""
+    root = Path(root).resolve()
+    local = root / INDEX_DIRNAME
+    if os.access(local if local.exists() else root, os.W_OK):
+        return local / "index.db"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "illusort" / "indexes"
+    key = hashlib.sha1(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return cache / f"{root.name}-{key}.db"
 
 
 class Index:
@@ -151,15 +160,3 @@ class Index:
 def _row(path, face, box, vector, error) -> Row:
     return Row(path, face, json.loads(box) if box else None,
                None if vector is None else np.frombuffer(vector, np.float32), error)
-
-
-def open_index(root: Path, index_path: Path | None = None) -> Index:
-    return Index(index_path or default_index_path(root))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
