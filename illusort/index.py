@@ -56,7 +56,9 @@ def default_index_path(root: Path) -> Path:
     per-folder file under ~/.cache/illusort/indexes instead."""
     root = Path(root).resolve()
     local = root / INDEX_DIRNAME
-    if os.access(local if local.exists() else root, os.W_OK):
+    target = local if local.exists() else root
+    # Mode bits too: root passes os.access on a folder marked read-only.
+    if os.access(target, os.W_OK) and target.stat().st_mode & 0o222:
         return local / "index.db"
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "illusort" / "indexes"
     key = hashlib.sha1(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
