@@ -207,5 +207,51 @@ def query(references, folder, top, threshold, link, as_json, **kwargs):
                    f"undo with: illusort sort --undo {link}", err=True)
 
 
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--characters", type=click.Choice(["all", "train", "dev", "test"]), default="all", show_default=True,
+              help="Score only this part of the model card's character split (test = characters the model never saw).")
+@click.option("--all-layers", is_flag=True,
+              help="VGG16 only: AMI and EER of every layer conv1..conv5, fc1, fc2 (the paper's Table 1).")
+@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("illusort-eval"),
+              show_default=True, help="Folder for the FAR/FRR curve PNG, the per-image CSV and the result JSON.")
+@click.option("--label-depth", type=click.IntRange(1), default=1, show_default=True,
+              help="Folder levels that name a character (2 for a folder of sources: SOURCE/CHARACTER/...).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@model_options
+@cluster_options
+@fail_cleanly
+def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kwargs):
+    """Score a model on a labelled FOLDER of CHARACTER/IMAGE files: AMI, ARI, noise, clusters,
+    EER (overall and per images-per-character bucket). Reproducible: --seed defaults to 0."""
+    from . import evaluate as ev
+
+    options = cluster_kwargs(kwargs)
+    seed = 0 if options["seed"] is None else options["seed"]
+    settings = settings_from(kwargs)
+    try:
+        if all_layers:
+            if settings.layer:
+                raise click.UsageError("--all-layers scores every layer; leave out --layer")
+            result = ev.layer_table(folder, settings, options, characters=characters, out_dir=out_dir,
+                                    seed=seed, depth=label_depth)
+        else:
+            result = ev.evaluate_folder(folder, settings, options, characters=characters, out_dir=out_dir,
+                                        seed=seed, depth=label_depth)
+    except ev.EvaluationError as error:
+        raise click.ClickException(str(error)) from None
+    if "embedding" in result:
+        click.echo(result["embedding"], err=True)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    click.echo(ev.format_table(result) if all_layers else ev.format_result(result))
+    if result.get("trained_on") and characters == "all":
+        click.echo(f"note: the model was trained on {result['trained_on']} of these characters; "
+                   "--characters test scores only unseen ones", err=True)
+    if out_dir is not None:
+        click.echo(f"curves and details in {out_dir}", err=True)
+
+
 if __name__ == "__main__":
     main()

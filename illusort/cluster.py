@@ -34,10 +34,16 @@ class Clustering:
                 f"noise {self.noise_share:.1%}")
 
 
+# Below this many items UMAP is skipped: on a few dozen points its graph is unstable
+# (synthetic 4 x 10 set: AMI 0.67-0.83 after UMAP, 0.92 on the raw vectors), and HDBSCAN
+# on raw vectors is fast at that size.
+UMAP_MIN_ITEMS = 300
+
+
 def effective_min_cluster_size(n: int, requested: int) -> int:
     """Cap min_cluster_size for small folders: a folder of 40 images may hold characters
-    with 4 pictures each, which min_cluster_size=10 would call noise."""
-    return int(max(2, min(requested, n // 10)))
+    with 5 pictures each, which min_cluster_size=10 would call noise."""
+    return int(max(2, min(requested, n // 8)))
 
 
 def cluster_embeddings(vectors: np.ndarray, *, min_cluster_size: int = 10, min_samples: int = 1,
@@ -66,7 +72,7 @@ def cluster_embeddings(vectors: np.ndarray, *, min_cluster_size: int = 10, min_s
 def reduce_dimensions(vectors: np.ndarray, dims: int, n_neighbors: int = 15, seed: int | None = None) -> np.ndarray:
     """UMAP (cosine metric) to `dims`; returns the input when it is already that small."""
     n, d = vectors.shape
-    if dims <= 0 or d <= dims or n <= dims + 2:
+    if dims <= 0 or d <= dims or n < UMAP_MIN_ITEMS:
         return vectors
     os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "illusort-numba"))
     with warnings.catch_warnings():
@@ -74,5 +80,5 @@ def reduce_dimensions(vectors: np.ndarray, dims: int, n_neighbors: int = 15, see
         import umap
 
         reducer = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, n - 1), min_dist=0.0,
-                            metric="cosine", random_state=seed, init="spectral" if n > dims + 10 else "random")
+                            metric="cosine", random_state=seed)
         return reducer.fit_transform(vectors)

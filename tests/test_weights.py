@@ -1,0 +1,68 @@
+import pickle
+
+import pytest
+import torch
+
+from illusort import nets
+from illusort.weights import ModelError, load_model, save_checkpoint
+
+from conftest import run_cli
+
+
+def test_checkpoint_roundtrip_gives_identical_embeddings(tmp_path):
+    net = nets.build("resnet18", embed_dim=16, input_size=32).eval()
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, net, {"arch": "resnet18", "embed_dim": 16, "threshold": 0.7})
+    model = load_model(str(path))
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.net(x), net(x))
+    assert model.threshold == 0.7 and model.input_size == 32 and path.with_suffix(".json").exists()
+
+
+def test_fp16_checkpoint_loads(tmp_path):
+    net = nets.build("lite0", embed_dim=8, input_size=32).eval()
+    save_checkpoint(tmp_path / "h.pt", net, {"arch": "lite0", "embed_dim": 8}, half=True)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.nn.functional.cosine_similarity(load_model(str(tmp_path / "h.pt")).net(x), net(x)).item() > 0.99
+
+
+def test_bad_model_files_are_one_line_errors(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="not a loadable checkpoint"):
+        load_model(str(junk))
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code ran",))
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ModelError):
+        load_model(str(evil))
+
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, nets.build("resnet18", embed_dim=16), {"arch": "resnet18", "embed_dim": 16})
+    blob = torch.load(other, weights_only=True)
+    blob["card"]["arch"] = "lite0"
+    torch.save(blob, other)
+    other.with_suffix(".json").unlink()
+    with pytest.raises(ModelError, match="do not fit"):
+        load_model(str(other))
+    with pytest.raises(ModelError, match="not found"):
+        load_model("no-such-model")
+
+
+def test_cli_reports_model_errors_without_traceback(tmp_path, collection):
+    root, _ = collection
+    result = run_cli("embed", root, "--model", tmp_path / "missing.pt", ok=False)
+    assert "not found" in result.output and "Traceback" not in result.output
+
+
+def test_vgg_layers_have_the_papers_dimensions():
+    net = nets.build("vgg16", input_size=32).eval()
+    with torch.no_grad():
+        taps = net.trunk.taps(torch.rand(1, 3, 32, 32))
+    assert {k: v.shape[1] for k, v in taps.items()} == {
+        "conv1": 64, "conv2": 128, "conv3": 256, "conv4": 512, "conv5": 512, "fc1": 4096, "fc2": 4096}
