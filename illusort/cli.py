@@ -48,6 +48,7 @@ def model_options(func):
         click.option("--workers", type=click.IntRange(0), default=None,
                      help="Decoding processes (default: up to 4, by CPU count)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+        click.option("--strict", is_flag=True, help="Exit with code 3 when any file was skipped."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -90,6 +91,13 @@ def report_embedding(summary) -> None:
         click.echo(f"  ... and {len(summary.skipped) - 20} more skipped", err=True)
 
 
+def exit_if_strict(strict: bool, summary) -> None:
+    """`--strict`: the command did its work, but a skipped file makes the exit code 3."""
+    if strict and summary.skipped:
+        click.echo(f"strict: {len(summary.skipped)} file(s) skipped", err=True)
+        sys.exit(3)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="illusort")
 def main():
@@ -110,6 +118,7 @@ def embed(folder, **kwargs):
     index.close()
     click.echo(f"model {model.model_id}; index {index.path}", err=True)
     report_embedding(summary)
+    exit_if_strict(kwargs["strict"], summary)
 
 
 @main.command()
@@ -132,6 +141,7 @@ def cluster(folder, output, **kwargs):
     workflow.write_assignment(output, rows, clustering)
     click.echo(clustering.summary())
     click.echo(f"assignment written to {output}", err=True)
+    exit_if_strict(kwargs["strict"], summary)
 
 
 @main.command()
@@ -172,6 +182,7 @@ def sort(folder, out, mode, dry_run, undo, **kwargs):
     if result.conflicts:
         click.echo(f"warning: {len(result.conflicts)} names already taken by other files were left alone",
                    err=True)
+    exit_if_strict(kwargs["strict"], summary)
 
 
 @main.command()
@@ -205,6 +216,7 @@ def query(references, folder, top, threshold, link, as_json, **kwargs):
         result = workflow.link_matches(folder, [p for p, _ in hits], link)
         click.echo(f"{result.created} new links in {link} ({sum(result.folders.values())} in all); "
                    f"undo with: illusort sort --undo {link}", err=True)
+    exit_if_strict(kwargs["strict"], summary)
 
 
 @main.command()

@@ -23,7 +23,7 @@ from .images import INDEX_DIRNAME
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items(
     model    TEXT NOT NULL,
-    path     TEXT NOT NULL,          -- relative to the indexed folder, '/'-separated
+    path     BLOB NOT NULL,          -- relative to the indexed folder, '/'-separated, file-system bytes
     face     INTEGER NOT NULL,       -- 0: whole image (or first face); 1..: further faces
     size     INTEGER,
     mtime_ns INTEGER,
@@ -107,7 +107,7 @@ class Index:
         """path -> (size, mtime_ns, digest) for every file known under `model`."""
         rows = self.db.execute("SELECT path, size, mtime_ns, digest FROM items WHERE model=? AND face=0",
                                (model,))
-        return {p: (s, m, d) for p, s, m, d in rows}
+        return {os.fsdecode(p): (s, m, d) for p, s, m, d in rows}
 
     def rows_by_digest(self, model: str, digest: str) -> list[Row]:
         rows = self.db.execute("SELECT path, face, box, vector, error FROM items WHERE model=? AND digest=? "
@@ -115,20 +115,21 @@ class Index:
         if not rows:
             return []
         first = rows[0][0]
-        return [_row(*r) for r in rows if r[0] == first]
+        return [_row(os.fsdecode(r[0]), *r[1:]) for r in rows if r[0] == first]
 
     def embeddings(self, model: str) -> tuple[list[Row], np.ndarray]:
         """All usable rows of `model` (sorted by path, face) and their vectors as one float32 matrix."""
         rows = self.db.execute("SELECT path, face, box, vector FROM items WHERE model=? AND vector IS NOT NULL "
                                "ORDER BY path, face", (model,)).fetchall()
-        keys = [Row(p, f, json.loads(b) if b else None) for p, f, b, _ in rows]
+        keys = [Row(os.fsdecode(p), f, json.loads(b) if b else None) for p, f, b, _ in rows]
         if not rows:
             return keys, np.zeros((0, 0), np.float32)
         return keys, np.stack([np.frombuffer(v, np.float32) for *_, v in rows])
 
     def errors(self, model: str) -> list[tuple[str, str]]:
-        return self.db.execute("SELECT path, error FROM items WHERE model=? AND error IS NOT NULL ORDER BY path",
-                               (model,)).fetchall()
+        rows = self.db.execute("SELECT path, error FROM items WHERE model=? AND error IS NOT NULL ORDER BY path",
+                               (model,))
+        return [(os.fsdecode(p), e) for p, e in rows]
 
     def models(self) -> list[str]:
         return [m for (m,) in self.db.execute("SELECT DISTINCT model FROM items ORDER BY model")]
@@ -136,16 +137,16 @@ class Index:
     # ---- writing -------------------------------------------------------------------------
     def put(self, model: str, path: str, size: int, mtime_ns: int, digest: str | None, rows: list[Row]) -> None:
         """Replace every row of `path` under `model` (not committed: see `commit`)."""
-        self.db.execute("DELETE FROM items WHERE model=? AND path=?", (model, path))
+        self.db.execute("DELETE FROM items WHERE model=? AND path=?", (model, os.fsencode(path)))
         self.db.executemany(
             "INSERT INTO items(model, path, face, size, mtime_ns, digest, box, vector, error) "
             "VALUES (?,?,?,?,?,?,?,?,?)",
-            [(model, path, r.face, size, mtime_ns, digest, json.dumps(r.box) if r.box else None,
+            [(model, os.fsencode(path), r.face, size, mtime_ns, digest, json.dumps(r.box) if r.box else None,
               None if r.vector is None else np.asarray(r.vector, np.float32).tobytes(), r.error)
              for r in rows])
 
     def remove(self, model: str, paths) -> None:
-        self.db.executemany("DELETE FROM items WHERE model=? AND path=?", [(model, p) for p in paths])
+        self.db.executemany("DELETE FROM items WHERE model=? AND path=?", [(model, os.fsencode(p)) for p in paths])
 
     def commit(self) -> None:
         self.db.commit()

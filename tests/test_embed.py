@@ -54,7 +54,18 @@ def test_corrupt_file_among_good_ones_is_skipped_and_reported(collection):
     out = embed(root)
     assert f"{len(truth)} embedded" in out and "2 skipped" in out and "broken.jpg" in out
     assert "2 skipped" in embed(root)  # still reported on the next run, not retried
+    strict = run_cli("embed", root, "--model", "hsv-hist", "-q", "--strict", ok=None)
+    assert strict.exit_code == 3 and "2 file(s) skipped" in strict.output
     assert len(index_state(root)) == len(truth)
+
+
+def test_non_utf8_and_newline_names(tmp_path):
+    root = tmp_path / "odd"
+    root.mkdir()
+    draw_character(0, 1).save(os.fsencode(root) + b"/bad\xff\xfename.png")
+    draw_character(0, 2).save(root / "new\nline.png")
+    assert "2 embedded" in embed(root)
+    assert set(index_state(root)) == {os.fsdecode(b"bad\xff\xfename.png"), "new\nline.png"}
 
 
 def test_missing_folder_is_a_clean_error(tmp_path):
