@@ -254,15 +254,84 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
         raise click.ClickException(str(error)) from None
     if "embedding" in result:
         click.echo(result["embedding"], err=True)
+    for path, reason in result["skipped_files"][:20]:
+        click.echo(f"  not scored {path}: {reason}", err=True)
     if as_json:
         click.echo(json.dumps(result, indent=1))
-        return
-    click.echo(ev.format_table(result) if all_layers else ev.format_result(result))
-    if result.get("trained_on") and characters == "all":
-        click.echo(f"note: the model was trained on {result['trained_on']} of these characters; "
-                   "--characters test scores only unseen ones", err=True)
-    if out_dir is not None:
+    else:
+        click.echo(ev.format_table(result) if all_layers else ev.format_result(result))
+        if result.get("trained_on") and characters == "all":
+            click.echo(f"note: the model was trained on {result['trained_on']} of these characters; "
+                       "--characters test scores only unseen ones", err=True)
         click.echo(f"curves and details in {out_dir}", err=True)
+    if kwargs["strict"] and result["skipped"]:
+        click.echo(f"strict: {result['skipped']} labelled image(s) could not be read", err=True)
+        sys.exit(3)
+
+
+@main.command("train")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(["triplet", "finetune", "deepcluster", "ft+dc"]), default="triplet",
+              show_default=True, help="triplet (the blog), finetune (classify the training characters), "
+                                      "deepcluster (k-means pseudo-labels; unlabelled folders too), "
+                                      "ft+dc (deepcluster from a finetune checkpoint given as --init).")
+@click.option("--arch", type=click.Choice(["resnet18", "vgg16", "lite0"]), default=None,
+              help="Network (default: resnet18 for triplet, vgg16 for the others).")
+@click.option("--init", default="imagenet", show_default=True, metavar="imagenet|lite0|none|PATH",
+              help="Starting weights: torchvision ImageNet (needs a download once), lite0 (EfficientNet-Lite0 "
+                   "ImageNet, installed offline; implies --arch lite0), none (random), or an illusort checkpoint.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Model to write (default models/METHOD-ARCH.pt); also OUT.last.pt (resume) and OUT.log.jsonl.")
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help="Epochs in all (default 30 triplet, 20 others); with --resume, the new total.")
+@click.option("--lr", type=float, default=None, help="Learning rate (default 1e-3; 1e-4 for deepcluster).")
+@click.option("--batch-size", type=click.IntRange(2), default=None,
+              help="triplet: character images per batch (default 100, plus --random-extra); others: default 64.")
+@click.option("--per-class", type=click.IntRange(1), default=10, show_default=True,
+              help="triplet: at most this many images of one character per batch.")
+@click.option("--random-extra", type=click.IntRange(0), default=100, show_default=True,
+              help="triplet: random images of other characters added to each batch as negatives.")
+@click.option("--input-size", type=click.IntRange(16), default=None,
+              help="Input pixels (default 128, practical on a CPU; recorded in the model card).")
+@click.option("--embed-dim", type=click.IntRange(0), default=None,
+              help="Linear embedding head size (default 500 for triplet; none (0) for the others).")
+@click.option("--k", type=click.IntRange(2), default=3000, show_default=True,
+              help="deepcluster: pseudo-classes (capped at a quarter of the training images).")
+@click.option("--dev", "dev_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Extra labelled folder whose characters all join the dev set (e.g. for deepcluster on "
+                   "unlabelled images). Repeatable.")
+@click.option("--label-depth", type=click.IntRange(1), default=1, show_default=True,
+              help="Folder levels that name a character (2 for a folder of sources: SOURCE/CHARACTER/...).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, batches and augmentation.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=None, help="Decoding processes (default: up to 4).")
+@click.option("--resume", is_flag=True, help="Continue the interrupted (or finished) run at --out.")
+@click.option("--overwrite", is_flag=True, help="Start again even though --out exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@fail_cleanly
+def train_command(dirs, quiet, **kwargs):
+    """Train a model on labelled folders DIR/<character>/<images> (several DIRs: characters are
+    DIRNAME/<character>), split by character 3:1:1 into train/dev/test.
+
+    Keeps the best epoch by dev EER at --out, with a model card holding the split, the dev-set
+    threshold (used by `query`) and test scores."""
+    from .train import TrainError, train
+
+    try:
+        card = train(list(dirs), progress=not quiet, log=lambda message: click.echo(message, err=True), **kwargs)
+    except TrainError as error:
+        raise click.ClickException(str(error)) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: training state saved; run the same command with --resume to continue.",
+                   err=True)
+        sys.exit(130)
+    dev, test = (card.get("metrics") or {}).get("dev"), (card.get("metrics") or {}).get("test")
+    parts = [f"{card['name']}: {card['method']} {card['arch']}, {card['epochs']} epochs (best {card['best_epoch']})"]
+    if dev:
+        parts.append(f"dev EER {dev['eer']:.3f} (threshold {card['threshold']:.3f})")
+    if test:
+        parts.append(f"test EER {test['eer']:.3f}")
+    click.echo("; ".join(parts))
 
 
 if __name__ == "__main__":
