@@ -58,7 +58,7 @@ def model_options(func):
 def cluster_options(func):
     options = [
         click.option("--min-cluster-size", type=click.IntRange(2), default=10, show_default=True,
-                     help="Smallest group called a character (capped at a tenth of small folders)."),
+                     help="Smallest group called a character (capped at an eighth of small folders)."),
         click.option("--min-samples", type=click.IntRange(1), default=1, show_default=True,
                      help="Higher = more conservative: more images left unsorted."),
         click.option("--umap-dims", type=click.IntRange(0), default=32, show_default=True,

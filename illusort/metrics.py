@@ -23,6 +23,12 @@ def eer(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
         raise ValueError("EER needs both same-character and different-character pairs")
     thresholds, far, frr = error_curves(scores, same)
     diff = frr - far  # increases with the threshold
+    equal = np.flatnonzero(diff == 0)
+    if len(equal):
+        # Every threshold in (t[lo-1], t[hi]] gives these equal rates (a separable set: zero
+        # errors over the whole gap): take the middle, not the strictest end.
+        lo, hi = equal[0], equal[-1]
+        return float(far[lo]), float((thresholds[lo - 1] + thresholds[hi]) / 2 if lo > 0 else thresholds[lo])
     k = int(np.searchsorted(diff, 0.0))
     if k == 0:
         return float(far[0]), float(thresholds[0])
@@ -60,6 +66,8 @@ def sample_pairs(labels, seed: int = 0, limit: int = ALL_PAIRS_LIMIT, n_pairs: i
     for idx, c in enumerate(codes):
         by_label.setdefault(int(c), []).append(idx)
     groups = [np.array(v) for v in by_label.values() if len(v) >= 2]
+    if not groups or len(by_label) < 2:
+        raise ValueError("EER needs at least one character with two images and two characters")
     sizes = np.array([len(g) * (len(g) - 1) for g in groups], np.float64)
     picks = rng.choice(len(groups), size=n_pairs, p=sizes / sizes.sum())  # uniform over same pairs
     si, sj = [], []
@@ -77,10 +85,17 @@ def sample_pairs(labels, seed: int = 0, limit: int = ALL_PAIRS_LIMIT, n_pairs: i
 
 
 def pair_scores(vectors: np.ndarray, labels, seed: int = 0):
-    """Cosine similarity of the evaluation pairs: (scores, same)."""
+    """Cosine similarity of the evaluation pairs: (scores, same). Memory stays O(n^2) floats
+    for all pairs and O(chunk x dim) for sampled ones, never pairs x dim."""
     i, j, same = sample_pairs(labels, seed)
     v = np.asarray(vectors, np.float32)
-    return np.einsum("ij,ij->i", v[i], v[j]), same
+    if len(v) <= ALL_PAIRS_LIMIT:
+        return (v @ v.T)[i, j], same
+    scores = np.empty(len(i), np.float32)
+    for start in range(0, len(i), 4096):
+        a, b = i[start:start + 4096], j[start:start + 4096]
+        scores[start:start + 4096] = np.einsum("ij,ij->i", v[a], v[b])
+    return scores, same
 
 
 def embedding_eer(vectors: np.ndarray, labels, seed: int = 0) -> dict:

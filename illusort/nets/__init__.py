@@ -42,17 +42,20 @@ class Embedder(nn.Module):
 
 
 class HSVHistogram(nn.Module):
-    """Colour histogram in HSV (hue x saturation x value bins), square-rooted and L2-normalised.
+    """Colour histogram in HSV (hue x saturation x value bins, plus value-only bins for greys,
+    whose hue is noise), square-rooted and L2-normalised.
 
     Hair and eye colours are what tell many characters apart; a learned model must beat this.
     """
 
     arch, input_size = "hsv-hist", 64
+    GREY_SATURATION = GREY_VALUE = 0.2
 
-    def __init__(self, bins=(12, 4, 4)):
+    def __init__(self, bins=(12, 4, 4), grey_bins=8):
         super().__init__()
-        self.bins = bins
-        self.embed_dim = self.feature_dim = bins[0] * bins[1] * bins[2]
+        self.bins, self.grey_bins = bins, grey_bins
+        self.colour_dim = bins[0] * bins[1] * bins[2]
+        self.embed_dim = self.feature_dim = self.colour_dim + grey_bins
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r, g, b = x[:, 0], x[:, 1], x[:, 2]
@@ -62,10 +65,12 @@ class HSVHistogram(nn.Module):
                           torch.where(maxc == g, (b - r) / delta + 2, (r - g) / delta + 4)) / 6
         sat = torch.where(maxc > 0, (maxc - minc) / maxc.clamp_min(1e-6), torch.zeros_like(maxc))
         hb, sb, vb = self.bins
-        idx = ((hue * hb).long().clamp(0, hb - 1) * sb + (sat * sb).long().clamp(0, sb - 1)) * vb \
+        colour = ((hue * hb).long().clamp(0, hb - 1) * sb + (sat * sb).long().clamp(0, sb - 1)) * vb \
             + (maxc * vb).long().clamp(0, vb - 1)
+        grey = self.colour_dim + (maxc * self.grey_bins).long().clamp(0, self.grey_bins - 1)
+        idx = torch.where((sat < self.GREY_SATURATION) | (maxc < self.GREY_VALUE), grey, colour).flatten(1)
         hist = torch.zeros(x.shape[0], self.embed_dim, device=x.device)
-        hist.scatter_add_(1, idx.flatten(1), torch.ones_like(idx.flatten(1), dtype=torch.float32))
+        hist.scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float32))
         return F.normalize(hist.sqrt(), dim=1)
 
     features = forward

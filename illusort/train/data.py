@@ -1,0 +1,233 @@
+"""Training data: labelled folders, the split by character, images decoded once into memory,
+and augmentation on tensors.
+
+A labelled folder is `<DIR>/<character>/<images>` (deeper sub-folders of a character are
+part of it; `depth=2` reads `<DIR>/<source>/<character>/...`). Images lying directly in DIR have no label: a flat folder is an unlabelled pool
+(DeepCluster trains on it; the supervised methods cannot use it).
+
+Labels are what `evaluate` sees: the character folder name for a single labelled folder,
+`<folder name>/<character>` when several are given, so two sources never merge.
+
+Speed on a small CPU: every image is decoded once, letterboxed exactly like
+`embed.preprocess` and kept as uint8 (N, 3, S, S). Training images are kept a little larger
+than the input size (room for random crops); dev/test images at exactly the input size, so
+their embeddings equal those of `illusort embed`. Augmentation works on whole batches of
+tensors (one affine grid-sample for crop + flip + scale, then colour jitter).
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..images import BadImage, find_images, read_image
+
+TRAIN_SCALE = 1.15  # training images are stored this much above the input size
+
+
+class TrainError(ValueError):
+    """Training cannot start as asked; the message says why and what to do."""
+
+
+@dataclass
+class Item:
+    path: Path
+    label: str | None   # None: unlabelled (an image directly in its DIR)
+    source: str         # the folder name it came from
+
+
+@dataclass
+class Collection:
+    items: list[Item]
+    folders: list[str] = field(default_factory=list)
+
+    def labelled(self) -> list[Item]:
+        return [it for it in self.items if it.label is not None]
+
+    def unlabelled(self) -> list[Item]:
+        return [it for it in self.items if it.label is None]
+
+
+def scan_folders(dirs, dev_dirs=(), depth: int = 1) -> tuple[Collection, list[Item]]:
+    """Images of the training folders and of extra dev folders (all labelled dev characters).
+
+    A character is the first `depth` folder levels below DIR (2 for a root of sources,
+    `SOURCE/CHARACTER/...`, as `evaluate --label-depth 2`). Labels are prefixed with the
+    folder name when more than one folder holds labelled images. The source of an image (for
+    splitting each source 3:1:1) is its label minus the character part, else its folder."""
+    dirs, dev_dirs = [Path(d) for d in dirs], [Path(d) for d in dev_dirs]
+    found = {}
+    for d in dirs + dev_dirs:
+        if not d.is_dir():
+            raise TrainError(f"{d} is not a folder" if d.exists() else f"folder {d} does not exist")
+        if d not in found:
+            found[d] = find_images(d)
+    labelled_folders = [d for d in dict.fromkeys(dirs + dev_dirs) if any(len(p.parts) > depth for p in found[d])]
+    names = [d.resolve().name for d in labelled_folders]
+    if len(set(names)) < len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise TrainError(f"several labelled folders are named {', '.join(dup)}: labels would merge; "
+                         "rename or symlink them under distinct names")
+    prefix = len(labelled_folders) > 1
+
+    def items_of(d: Path, dev: bool) -> list[Item]:
+        name = d.resolve().name
+        out = []
+        for rel in found[d]:
+            if len(rel.parts) <= depth:
+                if dev:
+                    continue  # a dev folder only contributes labelled images
+                out.append(Item(d / rel, None, name))
+                continue
+            parts = ([name] if prefix else []) + list(rel.parts[:depth])
+            out.append(Item(d / rel, "/".join(parts), "/".join(parts[:-1]) or name))
+        return out
+
+    train_items, dev_items = [], []
+    for d in dict.fromkeys(dirs):
+        train_items += items_of(d, False)
+    for d in dict.fromkeys(dev_dirs):
+        dev_items += items_of(d, True)
+    collection = Collection(train_items, [str(d) for d in dict.fromkeys(dirs)])
+    if not train_items:
+        raise TrainError(f"no images found in {', '.join(map(str, dirs))}")
+    return collection, dev_items
+
+
+def split_characters(items: list[Item], seed: int = 0, fractions=(3, 1, 1)) -> dict[str, list[str]]:
+    """Split characters (never images) train:dev:test = 3:1:1, per source folder so every source
+    is represented in each part. Characters with fewer than 2 images go to train (no pair to
+    score). Deterministic for a seed; the lists are sorted."""
+    counts: dict[str, dict[str, int]] = {}
+    for it in items:
+        if it.label is not None:
+            counts.setdefault(it.source, {}).setdefault(it.label, 0)
+            counts[it.source][it.label] += 1
+    total = sum(fractions)
+    split = {"train": [], "dev": [], "test": []}
+    for source in sorted(counts):
+        chars = sorted(counts[source])
+        few = [c for c in chars if counts[source][c] < 2]
+        many = [c for c in chars if counts[source][c] >= 2]
+        random.Random(f"{seed}:{source}").shuffle(many)
+        n_dev = int(round(len(many) * fractions[1] / total))
+        n_test = int(round(len(many) * fractions[2] / total))
+        split["dev"] += many[:n_dev]
+        split["test"] += many[n_dev:n_dev + n_test]
+        split["train"] += many[n_dev + n_test:] + few
+    return {k: sorted(v) for k, v in split.items()}
+
+
+def _letterboxed(path: Path, size: int) -> np.ndarray:
+    """`embed.preprocess` as uint8 (3, size, size): the exact pixels `embed` feeds the net."""
+    from ..embed import preprocess
+
+    image, _ = read_image(path, max_side=size * 2)
+    return preprocess(image, size).mul_(255).round_().to(torch.uint8).numpy()
+
+
+class _Decode(torch.utils.data.Dataset):
+    def __init__(self, paths, size):
+        self.paths, self.size = paths, size
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            return i, _letterboxed(self.paths[i], self.size), None
+        except BadImage as error:
+            return i, None, str(error)
+
+
+def _collate(batch):
+    return batch
+
+
+def decode_images(paths: list[Path], size: int, workers: int = 2, progress: bool = False,
+                  desc: str = "decoding") -> tuple[torch.Tensor, list[int], list[tuple[str, str]]]:
+    """Decode every image once: (uint8 tensor (n_ok, 3, size, size), indices kept, [(path, reason)])."""
+    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    ok, bad = np.zeros(len(paths), bool), []
+    loader = torch.utils.data.DataLoader(_Decode(paths, size), batch_size=32, collate_fn=_collate,
+                                         num_workers=workers if len(paths) > 64 else 0)
+    from tqdm import tqdm
+    import sys
+
+    with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress or not paths, file=sys.stderr) as bar:
+        for batch in loader:
+            for i, array, error in batch:
+                if error is None:
+                    out[i] = torch.from_numpy(array)
+                    ok[i] = True
+                else:
+                    bad.append((str(paths[i]), error))
+            bar.update(len(batch))
+    kept = np.flatnonzero(ok).tolist()
+    return (out if ok.all() else out[torch.as_tensor(kept, dtype=torch.long)]), kept, bad
+
+
+def train_store_size(input_size: int) -> int:
+    return int(math.ceil(input_size * TRAIN_SCALE))
+
+
+@dataclass
+class Augment:
+    """Random resized crop (area `scale`, aspect `ratio`), horizontal flip, small brightness /
+    contrast / saturation jitter. No hue jitter and no grey-scale: hair and eye colour are
+    much of what tells characters apart."""
+    scale: tuple[float, float] = (0.6, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+    def __call__(self, images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+        """uint8 (B, 3, S, S) -> float (B, 3, size, size) in [0, 1]."""
+        b = images.shape[0]
+        g = generator
+
+        def uniform(low, high):
+            return torch.rand(b, generator=g) * (high - low) + low
+
+        area = uniform(*self.scale)
+        log_r = uniform(math.log(self.ratio[0]), math.log(self.ratio[1]))
+        w = (area * log_r.exp()).sqrt().clamp(max=1.0)
+        h = (area / log_r.exp()).sqrt().clamp(max=1.0)
+        cx = (torch.rand(b, generator=g) * 2 - 1) * (1 - w)
+        cy = (torch.rand(b, generator=g) * 2 - 1) * (1 - h)
+        sign = torch.where(torch.rand(b, generator=g) < self.flip, -1.0, 1.0)
+        theta = torch.zeros(b, 2, 3)
+        theta[:, 0, 0], theta[:, 0, 2] = w * sign, cx
+        theta[:, 1, 1], theta[:, 1, 2] = h, cy
+        grid = F.affine_grid(theta, (b, 3, size, size), align_corners=False)
+        x = F.grid_sample(images.float().div_(255), grid, mode="bilinear", padding_mode="border",
+                          align_corners=False)
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        x = x * uniform(1 - self.brightness, 1 + self.brightness).view(b, 1, 1, 1)
+        grey = (x * weights).sum(1, keepdim=True)
+        c = uniform(1 - self.contrast, 1 + self.contrast).view(b, 1, 1, 1)
+        x = (x - grey.mean((2, 3), keepdim=True)) * c + grey.mean((2, 3), keepdim=True)
+        grey = (x * weights).sum(1, keepdim=True)
+        s = uniform(1 - self.saturation, 1 + self.saturation).view(b, 1, 1, 1)
+        x = (x - grey) * s + grey
+        return x.clamp_(0, 1)
+
+    def describe(self) -> dict:
+        return {"crop_scale": list(self.scale), "crop_ratio": [round(r, 4) for r in self.ratio], "flip": self.flip,
+                "brightness": self.brightness, "contrast": self.contrast, "saturation": self.saturation,
+                "hue": 0.0}
+
+
+def plain_view(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, 3, S, S) -> float (B, 3, size, size): the whole image, no augmentation."""
+    x = images.float().div_(255)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp_(0, 1)

@@ -1,0 +1,82 @@
+"""The blog's batch sampler for triplet training (not in pytorch-metric-learning, whose
+`MPerClassSampler` has no random tail).
+
+Each batch: characters in random order, each adding up to `per_class` of its images, while
+the batch holds at most `class_images` (so between class_images - per_class and class_images); then `random_extra` random images of characters not
+in that part, as extra negatives. One epoch visits every character once. A character with
+more than `per_class` images shows a different window of its (seeded) shuffled images each
+epoch, so all of them are used across epochs.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+class BlogBatchSampler(Sampler[list[int]]):
+    """Yields lists of dataset indices (use as `DataLoader(batch_sampler=...)`).
+
+    Deterministic for (seed, epoch): call `set_epoch(epoch)` before iterating, so an
+    interrupted run can resume in the middle of an epoch with the same batches."""
+
+    def __init__(self, labels: Sequence, per_class: int = 10, class_images: int = 100,
+                 random_extra: int = 100, seed: int = 0):
+        if per_class < 1 or class_images < 1 or random_extra < 0:
+            raise ValueError("per_class and class_images must be >= 1, random_extra >= 0")
+        self.labels = np.asarray([str(x) for x in labels])
+        self.per_class, self.class_images, self.random_extra = per_class, class_images, random_extra
+        self.seed, self.epoch = seed, 0
+        self.classes = sorted(set(self.labels.tolist()))
+        # A fixed shuffled order of each character's images; epochs walk through it in windows.
+        base = np.random.default_rng([seed, 0x5EED])
+        self.members = {c: base.permutation(np.flatnonzero(self.labels == c)) for c in self.classes}
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def window(self, cls: str, epoch: int) -> np.ndarray:
+        """The images of `cls` used in `epoch`: up to per_class, continuing where the last epoch stopped."""
+        members = self.members[cls]
+        n = len(members)
+        if n <= self.per_class:
+            return members
+        start = (epoch * self.per_class) % n
+        return np.take(members, np.arange(start, start + self.per_class), mode="wrap")
+
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        epoch = self.epoch if epoch is None else epoch
+        if self._cache and self._cache[0] == epoch:
+            return self._cache[1]
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.classes))
+        out, part, in_part = [], [], set()
+
+        def close():
+            batch = list(part)
+            if self.random_extra:
+                pool = np.flatnonzero(~np.isin(self.labels, list(in_part)))
+                take = min(self.random_extra, len(pool))
+                batch += rng.choice(pool, size=take, replace=False).tolist()
+            out.append([int(i) for i in batch])
+
+        for k in order:
+            cls = self.classes[k]
+            window = self.window(cls, epoch).tolist()
+            if part and len(part) + len(window) > self.class_images:
+                close()
+                part, in_part = [], set()
+            part.extend(window)
+            in_part.add(cls)
+        if part:
+            close()
+        self._cache = (epoch, out)
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
