@@ -9,18 +9,21 @@ Rules that protect the user's files:
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 MANIFEST = ".illusort-sort.json"
+LOCK = ".illusort-sort.lock"
 UNSORTED = "unsorted"
 MODES = ("symlink", "copy", "hardlink", "move")
 
@@ -148,7 +151,7 @@ def check_output(root: Path, out: Path, mode: str) -> dict | None:
     if out_r.exists() and not out_r.is_dir():
         raise SortError(f"output {out} exists and is not a folder")
     manifest = read_manifest(out_r) if out_r.exists() else None
-    if out_r.exists() and manifest is None and any(out_r.iterdir()):
+    if out_r.exists() and manifest is None and any(p.name != LOCK for p in out_r.iterdir()):
         raise SortError(f"output folder {out} already holds files that illusort did not make; "
                         "choose an empty or new folder")
     if manifest and Path(manifest["source"]) != root_r:
@@ -166,6 +169,22 @@ def check_output(root: Path, out: Path, mode: str) -> dict | None:
     return manifest
 
 
+@contextmanager
+def output_lock(out: Path):
+    """One sort at a time per output folder: a second one refuses instead of interleaving."""
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise SortError(f"another illusort run is writing {out}; wait for it to finish") from None
+    try:
+        yield
+    finally:
+        handle.close()
+
+
 # ---- applying --------------------------------------------------------------------------------
 
 def make_entry(entry: Entry, out: Path, mode: str) -> None:
@@ -180,7 +199,7 @@ def make_entry(entry: Entry, out: Path, mode: str) -> None:
         os.link(entry.src, dest)   # same file system (checked): link then unlink is atomic and no-clobber
         os.unlink(entry.src)
     else:
-        tmp = dest.with_name(f".{dest.name}.illusort-partial")
+        tmp = partial_path(dest)
         try:
             with open(entry.src, "rb") as fin, open(tmp, "xb") as fout:
                 shutil.copyfileobj(fin, fout, 1 << 20)
@@ -221,15 +240,29 @@ def same_content(a: Path, b: Path) -> bool:
                 return True
 
 
-def finish_pending_moves(entries: list[Entry], out: Path) -> None:
-    """Settle moves that a killed run left half-done: linked but not unlinked, or not started."""
+def partial_path(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.illusort-partial")
+
+
+def settle_pending(entries: list[Entry], out: Path, mode: str) -> list[Entry]:
+    """Entries a killed run left 'pending', made definite: a move that was linked but not yet
+    unlinked is completed; a link/copy that exists and is ours is done; the rest never
+    happened and are dropped (with any half-written copy)."""
+    settled = []
     for e in entries:
-        if e.state != "pending":
-            continue
         dest = out / e.dest
-        if dest.exists() and os.path.exists(e.src) and os.path.samefile(dest, e.src):
-            os.unlink(e.src)
-        e.state = "done" if dest.exists() and not os.path.exists(e.src) else "planned"
+        if e.state == "pending":
+            if mode == "move":
+                if dest.exists() and os.path.exists(e.src) and os.path.samefile(dest, e.src):
+                    os.unlink(e.src)
+                e.state = "done" if dest.exists() and not os.path.exists(e.src) else "planned"
+            else:
+                if partial_path(dest).exists():
+                    partial_path(dest).unlink()
+                e.state = "done" if is_ours(e, out, mode) else "planned"
+        if e.state == "done":
+            settled.append(e)
+    return settled
 
 
 @dataclass
@@ -246,11 +279,13 @@ def apply_sort(root: Path, out: Path, planned: list[Entry], mode: str, manifest:
     """Make OUT match the plan: remove old entries that are no longer wanted (only if still
     ours), create new ones. The manifest is saved before any change and after every batch."""
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    old = manifest["entries"] if manifest else []
+    with output_lock(out):
+        return _apply(root, out, planned, mode, manifest, progress)
+
+
+def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
+    old = settle_pending(manifest["entries"], out, mode) if manifest else []
     if mode == "move":
-        finish_pending_moves(old, out)
-        old = [e for e in old if e.state == "done"]
         moved = {e.src for e in old}
         planned = [e for e in planned if e.src not in moved and os.path.exists(e.src)]
     wanted = {(e.src, e.dest) for e in planned}
@@ -300,22 +335,29 @@ def undo_sort(out: Path, progress: bool = True) -> tuple[int, int]:
     """Reverse a sort: remove links/copies it made (only if still ours), move moved files back.
     Returns (undone, left) where `left` entries were changed by the user and kept."""
     out = Path(out).resolve()
-    manifest = read_manifest(out)
-    if manifest is None:
+    if read_manifest(out) is None:
         raise SortError(f"{out} holds no illusort sort (no {MANIFEST}); nothing to undo")
-    mode, entries = manifest["mode"], manifest["entries"]
-    if mode == "move":
-        finish_pending_moves(entries, out)
+    with output_lock(out):
+        result = _undo(out, read_manifest(out))
+    if not (out / MANIFEST).exists():
+        (out / LOCK).unlink(missing_ok=True)
+    remove_empty_folders(out)
+    return result
+
+
+def _undo(out: Path, manifest: dict) -> tuple[int, int]:
+    mode = manifest["mode"]
+    entries = settle_pending(manifest["entries"], out, mode)
     undone, left = 0, []
     for e in entries:
         dest = out / e.dest
         if mode == "move":
-            if e.state == "done" and dest.exists() and not os.path.lexists(e.src):
+            if dest.exists() and not os.path.lexists(e.src):
                 Path(e.src).parent.mkdir(parents=True, exist_ok=True)
                 os.link(dest, e.src)
                 os.unlink(dest)
                 undone += 1
-            elif e.state == "done":
+            else:
                 left.append(e)
         elif is_ours(e, out, mode):
             dest.unlink()
@@ -326,7 +368,6 @@ def undo_sort(out: Path, progress: bool = True) -> tuple[int, int]:
         write_manifest(out, manifest["source"], mode, left)
     else:
         (out / MANIFEST).unlink()
-    remove_empty_folders(out)
     return undone, len(left)
 
 
