@@ -315,15 +315,18 @@ def train_command(dirs, quiet, **kwargs):
 
     Keeps the best epoch by dev EER at --out, with a model card holding the split, the dev-set
     threshold (used by `query`) and test scores."""
-    from .train import TrainError, train
+    from .train import TrainError, TrainingInterrupted, train
 
     try:
         card = train(list(dirs), progress=not quiet, log=lambda message: click.echo(message, err=True), **kwargs)
     except TrainError as error:
         raise click.ClickException(str(error)) from None
+    except TrainingInterrupted as stop:
+        click.echo(f"\ninterrupted: {stop}; run the same command with --resume to continue.", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
-        click.echo("\ninterrupted: training state saved; run the same command with --resume to continue.",
-                   err=True)
+        click.echo("\ninterrupted: continue from the last finished epoch (if any) by running the same command "
+                   "with --resume.", err=True)
         sys.exit(130)
     dev, test = (card.get("metrics") or {}).get("dev"), (card.get("metrics") or {}).get("test")
     parts = [f"{card['name']}: {card['method']} {card['arch']}, {card['epochs']} epochs (best {card['best_epoch']})"]

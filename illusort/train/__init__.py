@@ -15,7 +15,8 @@ Labelled data is `DIR/<character>/<images>`, split by character 3:1:1 (train/dev
 split, dev-set threshold and test scores go into the model card.
 """
 from .data import TrainError
-from .loop import ARCHS, DEFAULTS, METHODS, last_path, log_path, train
+from .loop import ARCHS, DEFAULTS, METHODS, TrainingInterrupted, last_path, log_path, train
 from .sampler import BlogBatchSampler
 
-__all__ = ["train", "TrainError", "BlogBatchSampler", "METHODS", "ARCHS", "DEFAULTS", "last_path", "log_path"]
+__all__ = ["train", "TrainError", "TrainingInterrupted", "BlogBatchSampler", "METHODS", "ARCHS", "DEFAULTS",
+           "last_path", "log_path"]

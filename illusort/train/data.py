@@ -2,8 +2,9 @@
 and augmentation on tensors.
 
 A labelled folder is `<DIR>/<character>/<images>` (deeper sub-folders of a character are
-part of it; `depth=2` reads `<DIR>/<source>/<character>/...`). Images lying directly in DIR have no label: a flat folder is an unlabelled pool
-(DeepCluster trains on it; the supervised methods cannot use it).
+part of it; `depth=2` reads `<DIR>/<source>/<character>/...`). Images lying directly in DIR
+have no label: a flat folder is an unlabelled pool (DeepCluster trains on it; the supervised
+methods cannot use it).
 
 Labels are what `evaluate` sees: the character folder name for a single labelled folder,
 `<folder name>/<character>` when several are given, so two sources never merge.
@@ -17,6 +18,7 @@ tensors (one affine grid-sample for crop + flip + scale, then colour jitter).
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,12 @@ class Collection:
         return [it for it in self.items if it.label is None]
 
 
+def folder_name(d: Path) -> str:
+    """The name a folder's characters are prefixed with (as its parent's listing shows it: a
+    symlinked folder keeps its link name, `.` becomes the current folder's name)."""
+    return Path(os.path.abspath(d)).name
+
+
 def scan_folders(dirs, dev_dirs=(), depth: int = 1) -> tuple[Collection, list[Item]]:
     """Images of the training folders and of extra dev folders (all labelled dev characters).
 
@@ -68,7 +76,7 @@ def scan_folders(dirs, dev_dirs=(), depth: int = 1) -> tuple[Collection, list[It
         if d not in found:
             found[d] = find_images(d)
     labelled_folders = [d for d in dict.fromkeys(dirs + dev_dirs) if any(len(p.parts) > depth for p in found[d])]
-    names = [d.resolve().name for d in labelled_folders]
+    names = [folder_name(d) for d in labelled_folders]
     if len(set(names)) < len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise TrainError(f"several labelled folders are named {', '.join(dup)}: labels would merge; "
@@ -76,7 +84,7 @@ def scan_folders(dirs, dev_dirs=(), depth: int = 1) -> tuple[Collection, list[It
     prefix = len(labelled_folders) > 1
 
     def items_of(d: Path, dev: bool) -> list[Item]:
-        name = d.resolve().name
+        name = folder_name(d)
         out = []
         for rel in found[d]:
             if len(rel.parts) <= depth:
@@ -156,8 +164,9 @@ def decode_images(paths: list[Path], size: int, workers: int = 2, progress: bool
     ok, bad = np.zeros(len(paths), bool), []
     loader = torch.utils.data.DataLoader(_Decode(paths, size), batch_size=32, collate_fn=_collate,
                                          num_workers=workers if len(paths) > 64 else 0)
-    from tqdm import tqdm
     import sys
+
+    from tqdm import tqdm
 
     with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress or not paths, file=sys.stderr) as bar:
         for batch in loader:

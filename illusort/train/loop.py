@@ -30,7 +30,7 @@ import torch
 from .. import nets
 from ..weights import FORMAT, ModelError, read_checkpoint, resolve_device, save_checkpoint
 from .data import Augment, TrainError, decode_images, plain_view, scan_folders, split_characters, train_store_size
-from .methods import Classify, DeepCluster, Triplet, effective_k
+from .methods import Classify, DeepCluster, Triplet
 
 METHODS = ("triplet", "finetune", "deepcluster", "ft+dc")
 ARCHS = ("resnet18", "vgg16", "lite0")
@@ -153,8 +153,35 @@ def vgg_layer(net, layer):
         trunk.layer = old
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory instead of returning each large block to the OS.
+
+    By default every activation/gradient buffer above the mmap threshold is unmapped when freed
+    and page-faulted (zeroed by the kernel) again next batch: system time was as large as the
+    compute. Measured training at 128 px, batch 200, 2 cores: ResNet18 60 -> 87 img/s,
+    EfficientNet-Lite0 30 -> 70 img/s. Best effort: a no-op off glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 2**31 - 1)  # M_MMAP_THRESHOLD: big blocks from the heap, reusable
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: do not shrink the heap after each batch
+    except (OSError, AttributeError):
+        pass
+
+
 def batch_seed(*parts) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the resume state was saved at `path`."""
+
+    def __init__(self, path: Path, epoch: int, batch: int):
+        super().__init__(f"training state saved in {path} (epoch {epoch + 1}, batch {batch})")
+        self.path, self.epoch, self.batch = path, epoch, batch
 
 
 class _StopFlag:
@@ -247,11 +274,15 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
     if not dirs:
         raise TrainError("give at least one folder of images")
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    keep_freed_memory()
     device = resolve_device(device)
     state = None
+    if out is not None and Path(out).suffix != ".pt":
+        out = Path(out).with_name(Path(out).name + ".pt")
     if resume:
         if out is None:
             out = default_out(method, arch or ("lite0" if init == "lite0" else DEFAULTS[method]["arch"]))
+        out = Path(out)
         if not last_path(out).exists():
             raise TrainError(f"nothing to resume: {last_path(out)} does not exist (give the --out of the "
                              "interrupted run)")
@@ -278,7 +309,6 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
         if not overwrite and (out.exists() or last_path(out).exists()):
             raise TrainError(f"{out} already exists: add --resume to continue its training, or --overwrite "
                              "to start again")
-    out = Path(out)
     method, seed = config["method"], config["seed"]
     dc = method in ("deepcluster", "ft+dc")
     size = config["input_size"]
@@ -330,6 +360,9 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
     if len(bad) > 10:
         log(f"... and {len(bad) - 10} more unreadable images skipped")
     dev_labels = [it.label for it in dev_items]
+    if len(set(dev_labels)) < 2:
+        log("note: no dev characters (too few labelled characters, or unlabelled data without --dev): every "
+            "epoch replaces the last, and the model gets no threshold")
     data_summary = _data_summary(collection, dirs, dev_dirs, train_items, dev_items, test_items, len(bad), dc)
 
     # ---- model and method
@@ -357,7 +390,11 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
         strategy.load_state(state.get("strategy") or {})
         if dc and strategy.pseudo is None:
             start_batch = 0  # pseudo-labels could not be restored: redo the epoch
-        log(f"resuming {out} at epoch {start_epoch + 1}" + (f", batch {start_batch + 1}" if start_batch else ""))
+        if start_epoch >= config["epochs"]:
+            log(f"{out} has trained {start_epoch} epochs already: give a larger --epochs to train on; "
+                "scoring the test characters again")
+        else:
+            log(f"resuming {out} at epoch {start_epoch + 1}" + (f", batch {start_batch + 1}" if start_batch else ""))
     elif log_path(out).exists():
         log_path(out).unlink()
 
@@ -406,6 +443,9 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
             if start_batch == 0:  # (else: resuming inside an epoch whose state was restored)
                 loss_sum, loss_n = 0.0, 0
                 strategy.begin_epoch(net, epoch, features_fn, log)
+                if flag.stop:  # Ctrl-C while clustering: keep the state at the epoch's start
+                    save_last(epoch, 0)
+                    raise TrainingInterrupted(last_path(out), epoch, 0)
             batches = strategy.batches(epoch)
             seen, t1 = 0, time.monotonic()
             bar = tqdm(total=len(batches), initial=start_batch, desc=f"epoch {epoch + 1}/{config['epochs']}",
@@ -427,7 +467,7 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
                 if flag.stop:
                     save_last(epoch, b + 1)
                     bar.close()
-                    raise KeyboardInterrupt
+                    raise TrainingInterrupted(last_path(out), epoch, b + 1)
                 if time.monotonic() - last_save > checkpoint_minutes * 60 and b + 1 < len(batches):
                     save_last(epoch, b + 1)
                     last_save = time.monotonic()
@@ -460,6 +500,8 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
                 f.write(json.dumps(_plain(entry)) + "\n")
             loss_sum, loss_n = 0.0, 0
             save_last(epoch + 1, 0, finished=epoch + 1 == config["epochs"])
+            if flag.stop:
+                raise TrainingInterrupted(last_path(out), epoch + 1, 0)
             last_save = time.monotonic()
 
     # ---- final: the best epoch on the test characters
@@ -468,8 +510,8 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
             save_checkpoint(out, net, card_now(start_epoch))
     card, best_state = read_checkpoint(out)
     net.load_state_dict(best_state)
-    card = card_now(config["epochs"])
-    card["metrics"]["test"] = test_scores(net, config["layer"], test_images, [it.label for it in test_items],
+    card = card_now(max(start_epoch, config["epochs"]))
+    card["metrics"]["test"] = score_test_set(net, config["layer"], test_images, [it.label for it in test_items],
                                           [it.source for it in test_items], size, device, seed)
     with vgg_layer(net, config["layer"]):
         save_checkpoint(out, net, card)
@@ -481,7 +523,7 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
     return card
 
 
-def test_scores(net, layer, images, labels, sources, size, device, seed) -> dict | None:
+def score_test_set(net, layer, images, labels, sources, size, device, seed) -> dict | None:
     """EER (+ buckets, per source) and clustering scores of the test characters."""
     from ..cluster import cluster_embeddings
     from ..metrics import clustering_scores

@@ -2,8 +2,9 @@
 `MPerClassSampler` has no random tail).
 
 Each batch: characters in random order, each adding up to `per_class` of its images, while
-the batch holds at most `class_images` (so between class_images - per_class and class_images); then `random_extra` random images of characters not
-in that part, as extra negatives. One epoch visits every character once. A character with
+that part holds at most `class_images` (so it ends between class_images - per_class and
+class_images); then `random_extra` random images of characters not in that part, as extra
+negatives. One epoch visits every character once. A character with
 more than `per_class` images shows a different window of its (seeded) shuffled images each
 epoch, so all of them are used across epochs.
 """
@@ -28,10 +29,13 @@ class BlogBatchSampler(Sampler[list[int]]):
         self.labels = np.asarray([str(x) for x in labels])
         self.per_class, self.class_images, self.random_extra = per_class, class_images, random_extra
         self.seed, self.epoch = seed, 0
-        self.classes = sorted(set(self.labels.tolist()))
+        classes, codes = np.unique(self.labels, return_inverse=True)
+        self.classes = classes.tolist()
         # A fixed shuffled order of each character's images; epochs walk through it in windows.
         base = np.random.default_rng([seed, 0x5EED])
-        self.members = {c: base.permutation(np.flatnonzero(self.labels == c)) for c in self.classes}
+        order = np.argsort(codes, kind="stable")
+        groups = np.split(order, np.cumsum(np.bincount(codes, minlength=len(classes)))[:-1])
+        self.members = {c: base.permutation(g) for c, g in zip(self.classes, groups)}
         self._cache: tuple[int, list[list[int]]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -46,7 +50,8 @@ class BlogBatchSampler(Sampler[list[int]]):
         start = (epoch * self.per_class) % n
         return np.take(members, np.arange(start, start + self.per_class), mode="wrap")
 
-    def batches(self, epoch: int | None = None) -> list[list[int]]:
+    def parts(self, epoch: int | None = None) -> list[tuple[list[int], list[int]]]:
+        """The epoch's batches as (character part, random extra part)."""
         epoch = self.epoch if epoch is None else epoch
         if self._cache and self._cache[0] == epoch:
             return self._cache[1]
@@ -55,12 +60,12 @@ class BlogBatchSampler(Sampler[list[int]]):
         out, part, in_part = [], [], set()
 
         def close():
-            batch = list(part)
+            extra = []
             if self.random_extra:
                 pool = np.flatnonzero(~np.isin(self.labels, list(in_part)))
                 take = min(self.random_extra, len(pool))
-                batch += rng.choice(pool, size=take, replace=False).tolist()
-            out.append([int(i) for i in batch])
+                extra = rng.choice(pool, size=take, replace=False).tolist()
+            out.append(([int(i) for i in part], [int(i) for i in extra]))
 
         for k in order:
             cls = self.classes[k]
@@ -74,6 +79,9 @@ class BlogBatchSampler(Sampler[list[int]]):
             close()
         self._cache = (epoch, out)
         return out
+
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        return [part + extra for part, extra in self.parts(epoch)]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
