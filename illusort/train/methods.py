@@ -41,14 +41,21 @@ class Triplet:
     name = "triplet"
 
     def __init__(self, labels: list[str], *, margin=0.1, per_class=10, class_images=100, random_extra=100,
-                 seed=0, **_):
-        from pytorch_metric_learning import distances, losses
+                 seed=0, loss="triplet", **_):
+        from pytorch_metric_learning import distances, losses, miners
 
         from .sampler import BlogBatchSampler
 
         self.codes = torch.as_tensor(np.unique(np.asarray(labels), return_inverse=True)[1], dtype=torch.long)
         self.sampler = BlogBatchSampler(labels, per_class, class_images, random_extra, seed)
-        self.loss_fn = losses.TripletMarginLoss(margin=margin, distance=distances.CosineSimilarity())
+        self.miner = None
+        if loss == "triplet":
+            self.loss_fn = losses.TripletMarginLoss(margin=margin, distance=distances.CosineSimilarity())
+        elif loss == "multi-similarity":  # the library's defaults (Wang et al. 2019), with its pair miner
+            self.loss_fn = losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5)
+            self.miner = miners.MultiSimilarityMiner(epsilon=0.1)
+        else:
+            raise ValueError(f"unknown loss {loss!r}")
 
     def modules(self) -> list[nn.Module]:
         return []
@@ -60,7 +67,9 @@ class Triplet:
         return [b for b in self.sampler.batches(epoch) if len(b) >= 2]
 
     def loss(self, net, x, idx) -> torch.Tensor:
-        return self.loss_fn(net(x), self.codes[idx].to(x.device))
+        embeddings, codes = net(x), self.codes[idx].to(x.device)
+        pairs = self.miner(embeddings, codes) if self.miner else None
+        return self.loss_fn(embeddings, codes, pairs)
 
     def state(self) -> dict:
         return {}
