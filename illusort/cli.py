@@ -91,10 +91,11 @@ def report_embedding(summary) -> None:
         click.echo(f"  ... and {len(summary.skipped) - 20} more skipped", err=True)
 
 
-def exit_if_strict(strict: bool, summary) -> None:
+def exit_if_strict(strict: bool, summary, not_sorted: int = 0) -> None:
     """`--strict`: the command did its work, but a skipped file makes the exit code 3."""
-    if strict and summary.skipped:
-        click.echo(f"strict: {len(summary.skipped)} file(s) skipped", err=True)
+    skipped = len(summary.skipped) + not_sorted
+    if strict and skipped:
+        click.echo(f"strict: {skipped} file(s) skipped", err=True)
         sys.exit(3)
 
 
@@ -182,7 +183,11 @@ def sort(folder, out, mode, dry_run, undo, **kwargs):
     if result.conflicts:
         click.echo(f"warning: {len(result.conflicts)} names already taken by other files were left alone",
                    err=True)
-    exit_if_strict(kwargs["strict"], summary)
+    for src, reason in result.unavailable[:20]:
+        click.echo(f"warning: not sorted {src}: {reason}", err=True)
+    if len(result.unavailable) > 20:
+        click.echo(f"  ... and {len(result.unavailable) - 20} more not sorted", err=True)
+    exit_if_strict(kwargs["strict"], summary, len(result.unavailable))
 
 
 @main.command()

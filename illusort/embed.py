@@ -3,6 +3,7 @@ processes while the network runs, write each batch as it comes."""
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .images import BadImage, find_images, read_image
+from .images import BadImage, Unreadable, file_kind, find_images, read_image
 from .index import Index, Row
 from .weights import LoadedModel
 
@@ -43,8 +44,10 @@ class _Files(Dataset):
     def __getitem__(self, i):
         try:
             image, digest = read_image(self.root / self.paths[i], max_side=self.size * 2)
+        except Unreadable as error:
+            return i, None, None, (str(error), True)
         except BadImage as error:
-            return i, None, None, str(error)
+            return i, None, None, (str(error), False)
         return i, digest, preprocess(image, self.size), None
 
 
@@ -67,7 +70,11 @@ class EmbedSummary:
 
 
 def stat_key(path: Path) -> tuple[int, int]:
+    """(size, mtime_ns) of a regular file; `BadImage` for a FIFO, socket or device named like
+    an image (opening a FIFO to read it would wait forever for a writer)."""
     st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise BadImage(f"not a regular file ({file_kind(st.st_mode)})")
     return st.st_size, st.st_mtime_ns
 
 
@@ -85,13 +92,19 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
         try:
             stats[rel] = stat_key(root / rel)
         except OSError as error:
-            unreadable.append((rel, f"cannot stat: {error.strerror or error}"))
+            broken = os.path.islink(root / rel)
+            unreadable.append((rel, f"{'broken symbolic link' if broken else 'cannot stat'}: "
+                                    f"{error.strerror or error}"))
+            continue
+        except BadImage as error:
+            unreadable.append((rel, str(error)))
             continue
         old = known.get(rel)
         if old and old[:2] == stats[rel]:
             summary.unchanged += 1
         else:
             todo.append(rel)
+    index.remove(model.model_id, [rel for rel, _ in unreadable])  # no stale vector for a file now unusable
     loader = DataLoader(_Files(root, todo, model.input_size), batch_size=batch_size,
                         num_workers=workers if len(todo) > batch_size else 0, collate_fn=_collate,
                         persistent_workers=False)
@@ -109,8 +122,11 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
             for i, digest, tensor, error in batch:
                 rel = todo[i]
                 reuse = index.rows_by_digest(model.model_id, digest) if digest else []
-                if error is not None:
-                    index.put(model.model_id, rel, *stats[rel], None, [Row(rel, 0, None, None, error)])
+                if error is not None and error[1]:  # unreadable now: not recorded, so retried next run
+                    index.remove(model.model_id, [rel])
+                    unreadable.append((rel, error[0]))
+                elif error is not None:  # bad content: recorded, not retried until the file changes
+                    index.put(model.model_id, rel, *stats[rel], None, [Row(rel, 0, None, None, error[0])])
                 elif reuse:  # same content as a file already indexed (touched or renamed)
                     index.put(model.model_id, rel, *stats[rel], digest,
                               [Row(rel, r.face, r.box, r.vector, r.error) for r in reuse])
@@ -133,7 +149,8 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
     index.remove(model.model_id, vanished)
     index.commit()
     summary.removed = len(vanished)
-    summary.skipped = unreadable + index.errors(model.model_id)  # this run's and earlier runs' bad files
+    # this run's unreadable files and this and earlier runs' bad content
+    summary.skipped = sorted(unreadable + index.errors(model.model_id))
     return summary
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,11 @@ BACKGROUND = (255, 255, 255)  # alpha is flattened on white, like most image vie
 
 class BadImage(Exception):
     """An image file that cannot be used; the message is the one-line reason."""
+
+
+class Unreadable(BadImage):
+    """The file could not be read (permission, I/O error, not a regular file): unlike bad
+    content, this may change without the file's size or mtime changing, so it is retried."""
 
 
 def find_images(root: Path, exclude: Path | None = None) -> list[Path]:
@@ -102,8 +108,33 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def read_image(path: Path, max_side: int | None = None) -> tuple[Image.Image, str]:
     """Read a file once: its decoded RGB image and its content hash."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise BadImage(f"cannot read: {error.strerror or error}") from None
+    data = read_regular_file(path)
     return open_image(data, max_side), file_digest(data)
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file; `BadImage` for anything else.
+
+    Opened non-blocking and checked with fstat on the open descriptor: reading a FIFO or a
+    device named `x.png` would block forever (or never end), and a stat before the open
+    could be raced by a rename."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise Unreadable(f"cannot read: {error.strerror or error}") from None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise Unreadable(f"not a regular file ({file_kind(mode)})")
+            return f.read()
+        except OSError as error:
+            raise Unreadable(f"cannot read: {error.strerror or error}") from None
+
+
+def file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return "special file"

@@ -24,12 +24,23 @@ import numpy as np
 
 MANIFEST = ".illusort-sort.json"
 LOCK = ".illusort-sort.lock"
+# What a run killed before its first manifest was in place can leave in OUT: not the user's.
+OWN_FILES = {LOCK, MANIFEST + ".tmp"}
 UNSORTED = "unsorted"
 MODES = ("symlink", "copy", "hardlink", "move")
+PARTIAL = ".illusort-partial"
+# Longest name in OUT: 255 bytes (NAME_MAX of common file systems) less what turns `name`
+# into the temporary `.name.illusort-partial` of a copy in progress.
+MAX_NAME_BYTES = 255 - 1 - len(PARTIAL)
 
 
 class SortError(ValueError):
     """A sort that cannot be done as asked; the message says why and what to do."""
+
+
+class SourceUnavailable(Exception):
+    """A file that vanished or became unreadable after it was embedded: that one file is
+    skipped and reported; the rest of the sort goes on."""
 
 
 @dataclass
@@ -78,12 +89,20 @@ def plan_entries(root: Path, paths: list[str], folders: list[str]) -> list[Entry
     entries, used = [], set()
     for folder, path in wanted:
         name = Path(path).name
-        if (folder, name) in used:
-            stem, suffix = os.path.splitext(name)
-            name = f"{stem}~{hashlib.sha1(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}{suffix}"
+        if (folder, name) in used or len(os.fsencode(name)) > MAX_NAME_BYTES:
+            name = tagged_name(name, hashlib.sha1(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8])
         used.add((folder, name))
         entries.append(Entry(str(Path(root).resolve() / path), f"{folder}/{name}" if folder else name, "planned"))
     return entries
+
+
+def tagged_name(name: str, tag: str) -> str:
+    """`stem~tag.ext`, the stem shortened (whole characters) so the name fits `MAX_NAME_BYTES`:
+    a 255-byte source name plus a tag would exceed the file-system limit (ENAMETOOLONG)."""
+    stem, suffix = os.path.splitext(name)
+    while stem and len(os.fsencode(f"{stem}~{tag}{suffix}")) > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    return f"{stem}~{tag}{suffix}"
 
 
 def folder_of(dest: str) -> str:
@@ -98,7 +117,7 @@ def read_manifest(out: Path) -> dict | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
-        data["entries"] = [Entry(e["src"], safe_dest(e["dest"]), e.get("state", "done")) for e in data["entries"]]
+        data["entries"] = [checked_entry(e, data["source"]) for e in data["entries"]]
         return data
     except (ValueError, KeyError, TypeError) as error:
         raise SortError(f"{path} is damaged ({error}); move it away to start a fresh sort in {out}") from None
@@ -109,11 +128,25 @@ def write_manifest(out: Path, source: Path, mode: str, entries: list[Entry]) -> 
     tmp = path.with_name(MANIFEST + ".tmp")
     data = {"version": 1, "source": str(Path(source).resolve()), "mode": mode, "updated": time.strftime("%FT%T%z"),
             "entries": [e.to_json() for e in entries]}
-    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-        json.dump(data, f, indent=1, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            json.dump(data, f, indent=1, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # the previous manifest stays as it was
+        raise
+
+
+def save_manifest(out: Path, source: Path, mode: str, entries: list[Entry]) -> None:
+    """`write_manifest` during a sort: a failure (disk full) is a one-line `SortError`. The
+    manifest on disk is then the previous one, whose 'pending' entries the next run settles."""
+    try:
+        write_manifest(out, source, mode, entries)
+    except OSError as error:
+        raise SortError(f"cannot write {Path(out) / MANIFEST}: {error.strerror or error}; "
+                        "fix that and run the same command again") from None
 
 
 def safe_dest(dest: str) -> str:
@@ -122,6 +155,19 @@ def safe_dest(dest: str) -> str:
     if dest.startswith("/") or any(p in ("", ".", "..") for p in parts) or len(parts) > 2:
         raise SortError(f"manifest entry {dest!r} points outside the output folder; refusing to use it")
     return dest
+
+
+def checked_entry(e: dict, source: str) -> Entry:
+    dest = safe_dest(e["dest"])
+    return Entry(safe_src(e["src"], source), dest, e.get("state", "done"))
+
+
+def safe_src(src: str, source: str) -> str:
+    """Refuse a manifest source outside the sorted folder: undoing a move links a file back
+    there, and settling a move unlinks it, so a crafted `src` could write or delete anywhere."""
+    if not (os.path.isabs(src) and os.path.normpath(src) == src and src.startswith(source.rstrip("/") + "/")):
+        raise SortError(f"manifest entry source {src!r} is not inside {source}; refusing to use it")
+    return src
 
 
 def previous_folders(manifest: dict | None) -> dict[str, set[str]]:
@@ -151,7 +197,7 @@ def check_output(root: Path, out: Path, mode: str) -> dict | None:
     if out_r.exists() and not out_r.is_dir():
         raise SortError(f"output {out} exists and is not a folder")
     manifest = read_manifest(out_r) if out_r.exists() else None
-    if out_r.exists() and manifest is None and any(p.name != LOCK for p in out_r.iterdir()):
+    if out_r.exists() and manifest is None and any(p.name not in OWN_FILES for p in out_r.iterdir()):
         raise SortError(f"output folder {out} already holds files that illusort did not make; "
                         "choose an empty or new folder")
     if manifest and Path(manifest["source"]) != root_r:
@@ -190,26 +236,45 @@ def output_lock(out: Path):
 def make_entry(entry: Entry, out: Path, mode: str) -> None:
     """Create one link/copy/move without ever replacing an existing file (raises FileExistsError)."""
     dest = out / entry.dest
+    if not os.path.exists(entry.src):  # deleted since it was embedded (a link to it would dangle)
+        raise SourceUnavailable("vanished since it was embedded")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if mode == "symlink":
-        os.symlink(entry.src, dest)
-    elif mode == "hardlink":
-        os.link(entry.src, dest)
-    elif mode == "move":
-        os.link(entry.src, dest)   # same file system (checked): link then unlink is atomic and no-clobber
-        os.unlink(entry.src)
-    else:
-        tmp = partial_path(dest)
-        try:
-            with open(entry.src, "rb") as fin, open(tmp, "xb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-                fout.flush()
-                os.fsync(fout.fileno())
-            shutil.copystat(entry.src, tmp)
-            os.link(tmp, dest)      # no-clobber: fails if dest appeared meanwhile
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+    try:
+        if mode == "symlink":
+            os.symlink(entry.src, dest)
+        elif mode == "hardlink":
+            os.link(entry.src, dest)
+        elif mode == "move":
+            os.link(entry.src, dest)   # same file system (checked): link then unlink is atomic and no-clobber
+            os.unlink(entry.src)
+        else:
+            copy_file(entry.src, dest)
+    except FileExistsError:
+        raise
+    except OSError:
+        if not os.path.exists(entry.src):  # deleted between the check and the link
+            raise SourceUnavailable("vanished since it was embedded") from None
+        raise
+
+
+def copy_file(src: str, dest: Path) -> None:
+    """Copy to a hidden temporary name, fsync, then link it in place (no-clobber), so `dest`
+    is either absent or complete, even if the disk fills or the run is killed."""
+    try:
+        fin = open(src, "rb")
+    except OSError as error:  # the source's problem (permission, vanished), not OUT's
+        raise SourceUnavailable(f"cannot read: {error.strerror or error}") from None
+    tmp = partial_path(dest)
+    try:
+        with fin, open(tmp, "xb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+            fout.flush()
+            os.fsync(fout.fileno())
+        shutil.copystat(src, tmp)
+        os.link(tmp, dest)      # no-clobber: fails if dest appeared meanwhile
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def is_ours(entry: Entry, out: Path, mode: str) -> bool:
@@ -241,7 +306,7 @@ def same_content(a: Path, b: Path) -> bool:
 
 
 def partial_path(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.illusort-partial")
+    return dest.with_name(f".{dest.name}{PARTIAL}")
 
 
 def settle_pending(entries: list[Entry], out: Path, mode: str) -> list[Entry]:
@@ -272,6 +337,7 @@ class SortResult:
     kept: int = 0
     conflicts: list = None
     folders: Counter = None
+    unavailable: list = None  # (source, reason): vanished or unreadable since embedding; skipped
 
 
 def apply_sort(root: Path, out: Path, planned: list[Entry], mode: str, manifest: dict | None,
@@ -280,6 +346,9 @@ def apply_sort(root: Path, out: Path, planned: list[Entry], mode: str, manifest:
     ours), create new ones. The manifest is saved before any change and after every batch."""
     out = Path(out).resolve()
     with output_lock(out):
+        # Read again under the lock: `manifest` was read before embedding, and another run may
+        # have sorted into OUT since; applying over a stale manifest would drop its entries.
+        manifest = check_output(root, out, mode)
         return _apply(root, out, planned, mode, manifest, progress)
 
 
@@ -287,9 +356,9 @@ def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
     old = settle_pending(manifest["entries"], out, mode) if manifest else []
     if mode == "move":
         moved = {e.src for e in old}
-        planned = [e for e in planned if e.src not in moved and os.path.exists(e.src)]
+        planned = [e for e in planned if e.src not in moved]  # a vanished source is reported by make_entry
     wanted = {(e.src, e.dest) for e in planned}
-    result = SortResult(conflicts=[], folders=Counter())
+    result = SortResult(conflicts=[], folders=Counter(), unavailable=[])
     keep = []
     for e in old:
         if (e.src, e.dest) in wanted or mode == "move":
@@ -303,7 +372,7 @@ def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
     todo = [e for e in planned if (e.src, e.dest) not in have]
     for e in todo:
         e.state = "pending"
-    write_manifest(out, root, mode, keep + todo)  # journal first: a crash leaves 'pending' entries
+    save_manifest(out, root, mode, keep + todo)  # journal first: a crash leaves 'pending' entries
     from tqdm import tqdm
     import sys
 
@@ -316,15 +385,22 @@ def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
             done.append(e)
             result.created += 1
         except FileExistsError:
+            e.state = "planned"
             result.conflicts.append(e.dest)
+        except SourceUnavailable as error:
+            e.state = "planned"
+            result.unavailable.append((e.src, str(error)))
         except OSError as error:
-            write_manifest(out, root, mode, keep + done + [x for x in todo if x.state == "pending"])
+            try:
+                write_manifest(out, root, mode, keep + done + [x for x in todo if x.state == "pending"])
+            except OSError:
+                pass  # the journal still lists every entry not yet made as pending: the next run settles them
             raise SortError(f"cannot write {out / e.dest}: {error.strerror or error}; "
-                            f"{result.created} entries were made and are listed in {out / MANIFEST}") from None
+                            f"{result.created} entries were made; fix that and run the same command again") from None
         if n % 500 == 0:
-            write_manifest(out, root, mode, keep + done + [x for x in todo if x.state == "pending"])
+            save_manifest(out, root, mode, keep + done + [x for x in todo if x.state == "pending"])
     final = keep + done
-    write_manifest(out, root, mode, final)
+    save_manifest(out, root, mode, final)
     remove_empty_folders(out)
     result.kept = len(keep)
     result.folders = Counter(folder_of(e.dest) for e in final)
@@ -357,6 +433,11 @@ def _undo(out: Path, manifest: dict) -> tuple[int, int]:
                 os.link(dest, e.src)
                 os.unlink(dest)
                 undone += 1
+            elif dest.exists() and os.path.exists(e.src) and os.path.samefile(dest, e.src):
+                os.unlink(dest)  # an undo killed between link and unlink: finish it
+                undone += 1
+            elif not os.path.lexists(dest) and os.path.exists(e.src):
+                undone += 1  # moved back by an undo killed before it could update the manifest
             else:
                 left.append(e)
         elif is_ours(e, out, mode):
@@ -367,6 +448,9 @@ def _undo(out: Path, manifest: dict) -> tuple[int, int]:
     if left:
         write_manifest(out, manifest["source"], mode, left)
     else:
+        # Empty folders go before the manifest: a run killed in between leaves only files
+        # a new sort accepts, not folders that look like someone else's.
+        remove_empty_folders(out)
         (out / MANIFEST).unlink()
     return undone, len(left)
 

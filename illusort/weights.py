@@ -112,7 +112,11 @@ def load_model(spec: str | None = None, layer: str | None = None, device: str = 
         card, state = read_checkpoint(path)
         if layer:
             card["layer"] = layer
-        net = build_from_card(card)
+        try:
+            net = build_from_card(card)
+        except (KeyError, ValueError, TypeError) as error:  # a card naming no or an unknown architecture
+            raise ModelError(f"{path}: its model card does not describe a network illusort can build "
+                             f"({type(error).__name__}: {error})") from None
         try:
             net.load_state_dict(state, strict=not layer)
         except RuntimeError as error:
@@ -134,11 +138,15 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{path} is not an illusort checkpoint (no '{FORMAT}' header); "
                          "train one with `illusort train`")
-    card = dict(blob["card"])
-    beside = path.with_suffix(".json")
-    if beside.exists():
-        card.update(json.loads(beside.read_text()))
-    state = blob["state_dict"]
+    try:  # a file with the header but a damaged body, or a damaged card beside it
+        card = dict(blob["card"])
+        beside = path.with_suffix(".json")
+        if beside.exists():
+            card.update(json.loads(beside.read_text()))
+        state = dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, OSError) as error:
+        raise ModelError(f"{path}: damaged checkpoint or model card ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
     if card.get("half"):
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return card, state

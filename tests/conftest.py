@@ -95,3 +95,33 @@ def tiny_cnn(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny.pt"
     save_checkpoint(path, net, {"arch": "resnet18", "embed_dim": 64, "input_size": 32, "threshold": 0.5})
     return path
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount small tmpfs file systems (a second file system; a disk that fills up):
+    `tmpfs(name, size)` -> the mount point. Skips where mounting is not permitted."""
+    import subprocess
+
+    mounts = []
+
+    def mount(name: str = "tmpfs", size: str = "200k", skip: bool = True) -> Path | None:
+        """skip=False: return None instead of skipping when mounting is not permitted."""
+        path = tmp_path / name
+        path.mkdir()
+        try:
+            done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                                  capture_output=True, text=True)
+            why = done.stderr.strip() or "mount failed" if done.returncode else None
+        except OSError as error:
+            why = str(error)
+        if why:
+            if not skip:
+                return None
+            pytest.skip(f"cannot mount a tmpfs here ({why})")
+        mounts.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounts):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
