@@ -32,8 +32,9 @@ def preprocess(image: Image.Image, size: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
 
 
-class _Files(Dataset):
-    """Reads and decodes one file per item, in a worker process."""
+class ImageFiles(Dataset):
+    """Reads and decodes one file per item, in a worker process: (i, digest, tensor, error),
+    error = (reason, transient) for a file that could not be used. Use with `collate=as_list`."""
 
     def __init__(self, root: Path, paths: list[str], size: int):
         self.root, self.paths, self.size = root, paths, size
@@ -51,7 +52,8 @@ class _Files(Dataset):
         return i, digest, preprocess(image, self.size), None
 
 
-def _collate(items):
+def as_list(items):
+    """DataLoader collate that keeps items as they are (bad files have no tensor to stack)."""
     return items
 
 
@@ -105,8 +107,8 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
         else:
             todo.append(rel)
     index.remove(model.model_id, [rel for rel, _ in unreadable])  # no stale vector for a file now unusable
-    loader = DataLoader(_Files(root, todo, model.input_size), batch_size=batch_size,
-                        num_workers=workers if len(todo) > batch_size else 0, collate_fn=_collate,
+    loader = DataLoader(ImageFiles(root, todo, model.input_size), batch_size=batch_size,
+                        num_workers=workers if len(todo) > batch_size else 0, collate_fn=as_list,
                         persistent_workers=False)
     keep_freed_memory()
     net, device = model.net, model.device

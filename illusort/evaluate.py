@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
-from .images import BadImage, find_images, read_image
+from .images import find_images
 
 SELECTIONS = ("all", "train", "dev", "test")
 
@@ -238,29 +238,6 @@ def evaluate_folder(root: Path, settings, cluster_options: dict, characters: str
     return result
 
 
-class _Images:
-    """Decoded, letterboxed tensors of a file list (a torch Dataset; decoding runs in workers)."""
-
-    def __init__(self, root: Path, paths: list[str], size: int):
-        self.root, self.paths, self.size = Path(root), paths, size
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        from .embed import preprocess
-
-        try:
-            image, _ = read_image(self.root / self.paths[i], max_side=self.size * 2)
-        except BadImage as error:
-            return i, str(error)
-        return i, preprocess(image, self.size)
-
-
-def _as_list(items):
-    return items
-
-
 def layer_table(root: Path, settings, cluster_options: dict, layers=None, characters: str = "all",
                 out_dir: Path | None = None, seed: int = 0, depth: int = 1) -> dict:
     """The paper's Table 1 for a VGG16 model: AMI (and EER) of each layer conv1..conv5, fc1, fc2.
@@ -274,7 +251,7 @@ def layer_table(root: Path, settings, cluster_options: dict, layers=None, charac
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from .embed import default_workers
+    from .embed import ImageFiles, as_list, default_workers
     from .nets import VGG_LAYERS
     from .weights import ModelError, load_model, resolve_device
 
@@ -293,17 +270,17 @@ def layer_table(root: Path, settings, cluster_options: dict, layers=None, charac
     paths = [p for p, _ in items]
     character_of = dict(items)
     workers = default_workers() if settings.workers is None else settings.workers
-    loader = DataLoader(_Images(root, paths, model.input_size), batch_size=settings.batch_size,
+    loader = DataLoader(ImageFiles(root, paths, model.input_size), batch_size=settings.batch_size,
                         num_workers=workers if len(paths) > 2 * settings.batch_size else 0,
-                        collate_fn=_as_list)
+                        collate_fn=as_list)
     net = model.net
     feats = {name: [] for name in layers}
     order, skipped = [], []
     bar = tqdm(total=len(paths), desc="layers", unit="img", disable=not settings.progress, file=sys.stderr)
     with torch.inference_mode():
         for batch in loader:
-            good = [(i, t) for i, t in batch if not isinstance(t, str)]
-            skipped += [[paths[i], t] for i, t in batch if isinstance(t, str)]
+            good = [(i, t) for i, _, t, _ in batch if t is not None]
+            skipped += [[paths[i], error[0]] for i, _, _, error in batch if error is not None]
             bar.update(len(batch))
             if not good:
                 continue

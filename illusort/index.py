@@ -51,6 +51,21 @@ class Row:
     error: str | None = None
 
 
+@contextmanager
+def exclusive_lock(lock_file: Path, busy: Exception):
+    """Hold an flock on `lock_file` (released when the process dies); raise `busy` if taken."""
+    handle = open(lock_file, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise busy from None
+    try:
+        yield
+    finally:
+        handle.close()
+
+
 def default_index_path(root: Path) -> Path:
     """DIR/.illusort/index.db; for a folder we may not write to (a read-only share), a
     per-folder file under ~/.cache/illusort/indexes instead."""
@@ -89,18 +104,12 @@ class Index:
     @contextmanager
     def writing(self):
         """Exclusive writer lock (a second `embed`/`sort` on the same folder refuses clearly)."""
-        handle = open(self.path.with_suffix(".lock"), "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise IndexBusy(f"another illusort run is writing {self.path}; wait for it to finish") from None
-        try:
-            yield self
-        finally:
-            self.db.commit()
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+        with exclusive_lock(self.path.with_suffix(".lock"),
+                            IndexBusy(f"another illusort run is writing {self.path}; wait for it to finish")):
+            try:
+                yield self
+            finally:
+                self.db.commit()
 
     # ---- reading -------------------------------------------------------------------------
     def file_stats(self, model: str) -> dict[str, tuple[int, int, str]]:

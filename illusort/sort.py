@@ -9,7 +9,6 @@ Rules that protect the user's files:
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .index import exclusive_lock
 
 MANIFEST = ".illusort-sort.json"
 LOCK = ".illusort-sort.lock"
@@ -219,16 +220,8 @@ def check_output(root: Path, out: Path, mode: str) -> dict | None:
 def output_lock(out: Path):
     """One sort at a time per output folder: a second one refuses instead of interleaving."""
     out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / LOCK, "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise SortError(f"another illusort run is writing {out}; wait for it to finish") from None
-    try:
+    with exclusive_lock(out / LOCK, SortError(f"another illusort run is writing {out}; wait for it to finish")):
         yield
-    finally:
-        handle.close()
 
 
 # ---- applying --------------------------------------------------------------------------------
