@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("source", help="folder name under ../shared/data")
     parser.add_argument("--model", default=None)
     parser.add_argument("--min-cluster-size", type=int, default=10)
+    parser.add_argument("--algorithm", default="hdbscan", choices=["hdbscan", "agglomerative"])
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
     source = args.data / args.source
@@ -43,7 +44,7 @@ def main() -> None:
             shutil.copyfile(source / rel, flat / name)
             truth[name] = rel.parts[0]
         cmd = ["illusort", "sort", str(flat), "--out", str(work / "out"), "-q", "--seed", "0",
-               "--min-cluster-size", str(args.min_cluster_size)] + (["--model", args.model] if args.model else [])
+               "--min-cluster-size", str(args.min_cluster_size), "--algorithm", args.algorithm] + (["--model", args.model] if args.model else [])
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - start

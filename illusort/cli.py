@@ -19,6 +19,7 @@ def fail_cleanly(func):
     """Known failures become a one-line error and exit 1; Ctrl-C says how to resume."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from .cluster import ClusterError
         from .images import BadImage
         from .index import IndexBusy
         from .sort import SortError
@@ -26,7 +27,8 @@ def fail_cleanly(func):
 
         try:
             return func(*args, **kwargs)
-        except (ModelError, SortError, IndexBusy, BadImage, FileNotFoundError, NotADirectoryError) as error:
+        except (ModelError, SortError, IndexBusy, BadImage, ClusterError, FileNotFoundError,
+                NotADirectoryError) as error:
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished batches are saved; run the same command again to resume.", err=True)
@@ -64,6 +66,11 @@ def cluster_options(func):
         click.option("--umap-dims", type=click.IntRange(0), default=32, show_default=True,
                      help="UMAP dimensions before HDBSCAN; 0 clusters the raw embeddings."),
         click.option("--seed", type=int, default=None, help="Make clustering reproducible (slower: single thread)."),
+        click.option("--algorithm", type=click.Choice(["hdbscan", "agglomerative"]), default="hdbscan",
+                     show_default=True, help="hdbscan (the paper: UMAP + HDBSCAN) or agglomerative (average "
+                     "linkage cut at --similarity; better when characters have few images each; up to 20,000 images)."),
+        click.option("--similarity", type=click.FloatRange(-1, 1), default=None,
+                     help="agglomerative: cosine similarity that joins groups (default: the model card's threshold)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -80,7 +87,8 @@ def settings_from(kwargs):
 
 def cluster_kwargs(kwargs):
     return {"min_cluster_size": kwargs.pop("min_cluster_size"), "min_samples": kwargs.pop("min_samples"),
-            "umap_dims": kwargs.pop("umap_dims"), "seed": kwargs.pop("seed")}
+            "umap_dims": kwargs.pop("umap_dims"), "seed": kwargs.pop("seed"),
+            "algorithm": kwargs.pop("algorithm"), "similarity": kwargs.pop("similarity")}
 
 
 def report_embedding(summary) -> None:

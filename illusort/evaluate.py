@@ -21,6 +21,7 @@ import numpy as np
 
 from . import metrics
 from .images import find_images
+from .workflow import with_model_threshold
 
 SELECTIONS = ("all", "train", "dev", "test")
 
@@ -221,7 +222,7 @@ def evaluate_folder(root: Path, settings, cluster_options: dict, characters: str
     paths = [rows[k].path for k in keep]
     labels = [character_of[p] for p in paths]
     vectors = vectors[keep] if keep else np.zeros((0, 0), np.float32)
-    result, clustering = score(vectors, labels, cluster_options, seed)
+    result, clustering = score(vectors, labels, with_model_threshold(cluster_options, model), seed)
     skipped = [[p, reason] for p, reason in summary.skipped if p in character_of]
     result = {"model": model.model_id, "selection": characters, "images": len(paths),
               "characters": len(set(labels)), "trained_on": _trained_on(model.card, labels),
@@ -298,7 +299,7 @@ def layer_table(root: Path, settings, cluster_options: dict, layers=None, charac
              "skipped": len(skipped), "skipped_files": skipped, "layers": {}}
     for name in layers:
         vectors = np.concatenate(feats.pop(name))
-        result, _ = score(vectors, labels, cluster_options, seed)
+        result, _ = score(vectors, labels, with_model_threshold(cluster_options, model), seed)
         result["dim"] = int(vectors.shape[1])
         if out_dir is not None:
             file = Path(out_dir) / f"{slug(model.model_id)}-{name}-{characters}-far-frr.png"

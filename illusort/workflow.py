@@ -51,7 +51,14 @@ def embed(root: Path, settings: Settings, exclude: Path | None = None) -> tuple[
 
 def cluster(index: Index, model: LoadedModel, **options) -> tuple[list[Row], Clustering]:
     rows, vectors = index.embeddings(model.model_id)
-    return rows, cluster_embeddings(vectors, **options)
+    return rows, cluster_embeddings(vectors, **with_model_threshold(options, model))
+
+
+def with_model_threshold(options: dict, model: LoadedModel) -> dict:
+    """Agglomerative clustering cuts at the model card's calibrated similarity unless told otherwise."""
+    if options.get("algorithm") == "agglomerative" and options.get("similarity") is None:
+        return {**options, "similarity": model.threshold}
+    return options
 
 
 def write_assignment(path: Path, rows: list[Row], clustering: Clustering, names: dict[int, str] | None = None) -> None:
