@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
@@ -333,14 +334,13 @@ class SortResult:
     unavailable: list = None  # (source, reason): vanished or unreadable since embedding; skipped
 
 
-def apply_sort(root: Path, out: Path, planned: list[Entry], mode: str, manifest: dict | None,
-               progress: bool = True) -> SortResult:
+def apply_sort(root: Path, out: Path, planned: list[Entry], mode: str, progress: bool = True) -> SortResult:
     """Make OUT match the plan: remove old entries that are no longer wanted (only if still
     ours), create new ones. The manifest is saved before any change and after every batch."""
     out = Path(out).resolve()
     with output_lock(out):
-        # Read again under the lock: `manifest` was read before embedding, and another run may
-        # have sorted into OUT since; applying over a stale manifest would drop its entries.
+        # The manifest is read under the lock: another run may have sorted into OUT since the
+        # caller's check; applying over a stale manifest would drop its entries.
         manifest = check_output(root, out, mode)
         return _apply(root, out, planned, mode, manifest, progress)
 
@@ -367,7 +367,6 @@ def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
         e.state = "pending"
     save_manifest(out, root, mode, keep + todo)  # journal first: a crash leaves 'pending' entries
     from tqdm import tqdm
-    import sys
 
     done = []
     for n, e in enumerate(tqdm(todo, desc=f"{mode}ing", unit="file", disable=not progress or not todo,
@@ -400,7 +399,7 @@ def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
     return result
 
 
-def undo_sort(out: Path, progress: bool = True) -> tuple[int, int]:
+def undo_sort(out: Path) -> tuple[int, int]:
     """Reverse a sort: remove links/copies it made (only if still ours), move moved files back.
     Returns (undone, left) where `left` entries were changed by the user and kept."""
     out = Path(out).resolve()

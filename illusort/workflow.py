@@ -92,7 +92,7 @@ def sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink"
     planned = plan_entries(root, paths, [names[int(label)] for label in clustering.labels])
     if dry_run:
         return planned, None, clustering, summary
-    result: SortResult = apply_sort(root, out, planned, mode, manifest, settings.progress)
+    result: SortResult = apply_sort(root, out, planned, mode, settings.progress)
     return planned, result, clustering, summary
 
 
@@ -124,4 +124,4 @@ def link_matches(root: Path, paths: list[str], out: Path) -> SortResult:
     planned = plan_entries(root, paths, [""] * len(paths))
     if manifest:  # earlier matches stay: a second query adds to the folder
         planned += [e for e in manifest["entries"] if e.dest not in {p.dest for p in planned}]
-    return apply_sort(root, out, planned, "symlink", manifest, progress=False)
+    return apply_sort(root, out, planned, "symlink", progress=False)
