@@ -300,9 +300,10 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
 @click.option("--lr", type=float, default=None, help="Learning rate (default 1e-3; 1e-4 for deepcluster).")
 @click.option("--batch-size", type=click.IntRange(2), default=None,
               help="triplet: character images per batch (default 100, plus --random-extra); others: default 64.")
-@click.option("--loss", type=click.Choice(["triplet", "multi-similarity"]), default="triplet", show_default=True,
+@click.option("--loss", type=click.Choice(["triplet", "multi-similarity", "arcface", "subcenter-arcface"]),
+              default="triplet", show_default=True,
               help="triplet method: the blog's TripletMarginLoss(0.1, cosine), or pytorch-metric-learning's "
-                   "MultiSimilarityLoss with its miner.")
+                   "MultiSimilarityLoss with its miner, ArcFaceLoss or SubCenterArcFaceLoss (3 centres).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True,
               help="sgd (momentum 0.9, the sources' choice) or adamw (converges in fewer steps: CPU-sized runs).")
 @click.option("--per-class", type=click.IntRange(1), default=10, show_default=True,

@@ -194,14 +194,18 @@ def test_deepcluster_vgg16_on_unlabelled_folder_with_dev(labelled, tmp_path):
     embed_with(labelled, out, tmp_path)
 
 
-def test_lite0_imagenet_init_with_multi_similarity_loss(labelled, tmp_path):
+@pytest.mark.parametrize("loss", ["multi-similarity", "subcenter-arcface"])
+def test_lite0_imagenet_init_with_other_losses(labelled, tmp_path, loss):
     out = tmp_path / "lite.pt"
     run_cli("train", labelled, "--init", "lite0", "--out", out, "--input-size", "32", "--epochs", "1",
-            "--workers", "0", "-q", "--loss", "multi-similarity", "--optimizer", "adamw", *TRIPLET)
+            "--workers", "0", "-q", "--loss", loss, "--optimizer", "adamw", *TRIPLET)
     card = card_of(out)
-    assert card["arch"] == "lite0" and card["init"] == "lite0" and card["hyper"]["loss"] == "multi-similarity"
+    assert card["arch"] == "lite0" and card["init"] == "lite0" and card["hyper"]["loss"] == loss
     assert card["hyper"]["optimizer"] == "adamw"
     assert [e["loss"] > 0 for e in log_lines(out)] == [True]
+    if loss == "subcenter-arcface":  # the class centres are trained and kept for --resume
+        centres = torch.load(out.with_suffix(".last.pt"), weights_only=True)["resume"]["strategy"]["loss"]["W"]
+        assert centres.shape[0] == card["embed_dim"]
     embed_with(labelled, out, tmp_path)
 
 

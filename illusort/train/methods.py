@@ -41,7 +41,7 @@ class Triplet:
     name = "triplet"
 
     def __init__(self, labels: list[str], *, margin=0.1, per_class=10, class_images=100, random_extra=100,
-                 seed=0, loss="triplet", **_):
+                 seed=0, loss="triplet", feature_dim=None, device="cpu", **_):
         from pytorch_metric_learning import distances, losses, miners
 
         from .sampler import BlogBatchSampler
@@ -54,11 +54,15 @@ class Triplet:
         elif loss == "multi-similarity":  # the library's defaults (Wang et al. 2019), with its pair miner
             self.loss_fn = losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5)
             self.miner = miners.MultiSimilarityMiner(epsilon=0.1)
+        elif loss in ("arcface", "subcenter-arcface"):  # a learned centre (or 3) per training character
+            n_classes = len(np.unique(np.asarray(labels)))
+            self.loss_fn = (losses.ArcFaceLoss(num_classes=n_classes, embedding_size=feature_dim) if loss == "arcface"
+                            else losses.SubCenterArcFaceLoss(num_classes=n_classes, embedding_size=feature_dim, sub_centers=3)).to(device)
         else:
             raise ValueError(f"unknown loss {loss!r}")
 
     def modules(self) -> list[nn.Module]:
-        return []
+        return [self.loss_fn] if any(True for _ in self.loss_fn.parameters()) else []
 
     def begin_epoch(self, net, epoch, images_fn, log) -> None:
         pass
@@ -72,10 +76,11 @@ class Triplet:
         return self.loss_fn(embeddings, codes, pairs)
 
     def state(self) -> dict:
-        return {}
+        return {"loss": self.loss_fn.state_dict()}
 
     def load_state(self, state: dict) -> None:
-        pass
+        if "loss" in state:
+            self.loss_fn.load_state_dict(state["loss"])
 
     def step(self) -> None:
         pass
