@@ -21,7 +21,6 @@ import re
 import sys
 import time
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np

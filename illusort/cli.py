@@ -20,6 +20,7 @@ def fail_cleanly(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from .cluster import ClusterError
+        from .faces import FaceDetectorError
         from .images import BadImage
         from .index import IndexBusy
         from .sort import SortError
@@ -27,7 +28,7 @@ def fail_cleanly(func):
 
         try:
             return func(*args, **kwargs)
-        except (ModelError, SortError, IndexBusy, BadImage, ClusterError, FileNotFoundError,
+        except (ModelError, SortError, IndexBusy, BadImage, ClusterError, FaceDetectorError, FileNotFoundError,
                 NotADirectoryError) as error:
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
@@ -43,6 +44,10 @@ def model_options(func):
                      help="Model name (in models/ or built in: lite0-imagenet, resnet18-imagenet, vgg16-imagenet, "
                           "hsv-hist) or a checkpoint .pt. Default: the shipped model."),
         click.option("--layer", default=None, metavar="LAYER", help="VGG16 layer: conv1..conv5, fc1, fc2."),
+        click.option("--faces", type=click.Choice(["auto", "always", "off"]), default="auto", show_default=True,
+                     help="Embed each anime face on its own (an image with two characters joins both): auto crops "
+                          "faces that are small in the image (scenes, full body) and keeps icons and busts whole; "
+                          "always crops every face found; off embeds whole images (fastest)."),
         click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
                      help="Index file (default: DIR/.illusort/index.db)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True),
@@ -82,7 +87,7 @@ def settings_from(kwargs):
 
     return Settings(model=kwargs.pop("model"), layer=kwargs.pop("layer"), index=kwargs.pop("index_path"),
                     device=kwargs.pop("device"), batch_size=kwargs.pop("batch_size"),
-                    workers=kwargs.pop("workers"), progress=not kwargs.pop("quiet"))
+                    workers=kwargs.pop("workers"), progress=not kwargs.pop("quiet"), faces=kwargs.pop("faces"))
 
 
 def cluster_kwargs(kwargs):

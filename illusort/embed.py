@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from .faces import DECODE_SIDE, crop, face_boxes
 from .images import BadImage, Unreadable, file_kind, find_images, read_image
 from .index import Index, Row
 from .weights import LoadedModel
@@ -33,23 +34,30 @@ def preprocess(image: Image.Image, size: int) -> torch.Tensor:
 
 
 class ImageFiles(Dataset):
-    """Reads and decodes one file per item, in a worker process: (i, digest, tensor, error),
-    error = (reason, transient) for a file that could not be used. Use with `collate=as_list`."""
+    """Reads and decodes one file per item, in a worker process: (i, digest, crops, error),
+    crops = [(box, tensor)] (box None = whole image), error = (reason, transient) for a file that
+    could not be used. Use with `collate=as_list`."""
 
-    def __init__(self, root: Path, paths: list[str], size: int):
-        self.root, self.paths, self.size = root, paths, size
+    def __init__(self, root: Path, paths: list[str], size: int, faces: str = "off"):
+        self.root, self.paths, self.size, self.faces = root, paths, size, faces
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
         try:
-            image, digest = read_image(self.root / self.paths[i], max_side=self.size * 2)
+            image, digest = read_image(self.root / self.paths[i],
+                                       max_side=self.size * 2 if self.faces == "off" else DECODE_SIDE)
         except Unreadable as error:
             return i, None, None, (str(error), True)
         except BadImage as error:
             return i, None, None, (str(error), False)
-        return i, digest, preprocess(image, self.size), None
+        return i, digest, crops(image, self.size, self.faces), None
+
+
+def crops(image: Image.Image, size: int, faces: str = "off") -> list[tuple[list | None, torch.Tensor]]:
+    """What is embedded of one image: each face crop (largest first), or the whole image."""
+    return [(list(box) if box else None, preprocess(crop(image, box), size)) for box in face_boxes(image, faces)]
 
 
 def as_list(items):
@@ -107,7 +115,7 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
         else:
             todo.append(rel)
     index.remove(model.model_id, [rel for rel, _ in unreadable])  # no stale vector for a file now unusable
-    loader = DataLoader(ImageFiles(root, todo, model.input_size), batch_size=batch_size,
+    loader = DataLoader(ImageFiles(root, todo, model.input_size, model.faces), batch_size=batch_size,
                         num_workers=workers if len(todo) > batch_size else 0, collate_fn=as_list,
                         persistent_workers=False)
     keep_freed_memory()
@@ -121,7 +129,7 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
     with torch.inference_mode():
         for batch in loader:
             fresh = []
-            for i, digest, tensor, error in batch:
+            for i, digest, face_crops, error in batch:
                 rel = todo[i]
                 reuse = index.rows_by_digest(model.model_id, digest) if digest else []
                 if error is not None and error[1]:  # unreadable now: not recorded, so retried next run
@@ -134,15 +142,16 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
                               [Row(rel, r.face, r.box, r.vector, r.error) for r in reuse])
                     summary.reused += 1
                 else:
-                    fresh.append((i, digest, tensor))
+                    fresh.append((i, digest, face_crops))
             if fresh:
-                x = torch.stack([t for *_, t in fresh]).to(device)
+                x = torch.stack([t for *_, face_crops in fresh for _, t in face_crops]).to(device)
                 if device == "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)
-                vectors = net(x).float().cpu().numpy()
-                for (i, digest, _), vector in zip(fresh, vectors):
+                vectors = iter(net(x).float().cpu().numpy())
+                for i, digest, face_crops in fresh:
                     rel = todo[i]
-                    index.put(model.model_id, rel, *stats[rel], digest, [Row(rel, 0, None, vector)])
+                    index.put(model.model_id, rel, *stats[rel], digest,
+                              [Row(rel, face, box, next(vectors)) for face, (box, _) in enumerate(face_crops)])
                 summary.embedded += len(fresh)
             index.commit()
             bar.update(len(batch))
@@ -157,11 +166,12 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
 
 
 def embed_images(model: LoadedModel, images: list[Image.Image], batch_size: int = 32) -> np.ndarray:
-    """Embed PIL images held in memory (query references, evaluation sets)."""
+    """Embed PIL images held in memory (query and known-character references): one vector
+    per image, of its largest face when the model embeds faces."""
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            x = torch.stack([preprocess(im, model.input_size) for im in images[start:start + batch_size]])
+            x = torch.stack([crops(im, model.input_size, model.faces)[0][1] for im in images[start:start + batch_size]])
             out.append(model.net(x.to(model.device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

@@ -254,14 +254,14 @@ def layer_table(root: Path, settings, cluster_options: dict, layers=None, charac
 
     from .embed import ImageFiles, as_list, default_workers
     from .nets import VGG_LAYERS
-    from .weights import ModelError, load_model, resolve_device
+    from .weights import ModelError, load_model, resolve_device, with_faces
 
     layers = tuple(layers or VGG_LAYERS)
     unknown = [name for name in layers if name not in VGG_LAYERS]
     if unknown:
         raise EvaluationError(f"unknown VGG16 layer(s) {', '.join(unknown)}; choose from {', '.join(VGG_LAYERS)}")
     device = resolve_device(settings.device)
-    model = load_model(settings.model or "vgg16-imagenet", None, device)
+    model = with_faces(load_model(settings.model or "vgg16-imagenet", None, device), settings.faces)
     trunk = getattr(model.net, "trunk", None)
     if model.card.get("arch") != "vgg16" or not hasattr(trunk, "taps"):
         raise ModelError(f"the layer table needs a VGG16 model; {model.model_id} is "
@@ -271,7 +271,7 @@ def layer_table(root: Path, settings, cluster_options: dict, layers=None, charac
     paths = [p for p, _ in items]
     character_of = dict(items)
     workers = default_workers() if settings.workers is None else settings.workers
-    loader = DataLoader(ImageFiles(root, paths, model.input_size), batch_size=settings.batch_size,
+    loader = DataLoader(ImageFiles(root, paths, model.input_size, model.faces), batch_size=settings.batch_size,
                         num_workers=workers if len(paths) > 2 * settings.batch_size else 0,
                         collate_fn=as_list)
     net = model.net
@@ -280,7 +280,7 @@ def layer_table(root: Path, settings, cluster_options: dict, layers=None, charac
     bar = tqdm(total=len(paths), desc="layers", unit="img", disable=not settings.progress, file=sys.stderr)
     with torch.inference_mode():
         for batch in loader:
-            good = [(i, t) for i, _, t, _ in batch if t is not None]
+            good = [(i, face_crops[0][1]) for i, _, face_crops, _ in batch if face_crops]  # largest face
             skipped += [[paths[i], error[0]] for i, _, _, error in batch if error is not None]
             bar.update(len(batch))
             if not good:

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -39,8 +39,9 @@ class ModelError(ValueError):
 class LoadedModel:
     net: torch.nn.Module
     card: dict
-    model_id: str  # keys the index rows, so embeddings of two models never mix
+    model_id: str  # keys the index rows, so embeddings of two models (or face modes) never mix
     device: str = "cpu"
+    faces: str = "off"  # what is embedded: whole images, or face crops (`faces.face_boxes`)
 
     @property
     def threshold(self) -> float | None:
@@ -126,6 +127,19 @@ def load_model(spec: str | None = None, layer: str | None = None, device: str = 
         model_id = f"{card.get('name', path.stem)}:{digest}" + (f"@{layer}" if layer else "")
     net.eval().to(device)
     return LoadedModel(net, card, model_id, device)
+
+
+def with_faces(model: LoadedModel, faces: str) -> LoadedModel:
+    """The model embedding face crops (`auto`/`always`) or whole images (`off`); rows of each
+    mode are kept apart in the index. Refuses face crops where detection does not work."""
+    from .faces import FACE_MODES, check_detector
+
+    if faces not in FACE_MODES:
+        raise ModelError(f"unknown face mode {faces!r}; choose one of {', '.join(FACE_MODES)}")
+    if faces == "off":
+        return replace(model, faces="off")
+    check_detector()
+    return replace(model, faces=faces, model_id=f"{model.model_id.split('+faces-')[0]}+faces-{faces}")
 
 
 def read_checkpoint(path: Path) -> tuple[dict, dict]:

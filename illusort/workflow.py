@@ -14,7 +14,7 @@ from .images import BadImage, read_image
 from .index import Index, Row, default_index_path
 from .query import rank
 from .sort import SortResult, apply_sort, check_output, folder_names, plan_entries, previous_folders
-from .weights import LoadedModel, load_model, resolve_device
+from .weights import LoadedModel, load_model, resolve_device, with_faces
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Settings:
     batch_size: int = 32
     workers: int | None = None
     progress: bool = True
+    faces: str = "auto"           # face crops: auto | always | off (see faces.py)
 
 
 def check_folder(root: Path) -> Path:
@@ -40,7 +41,7 @@ def embed(root: Path, settings: Settings, exclude: Path | None = None) -> tuple[
     """Bring DIR's index up to date; returns the model, the open index and what was done."""
     root = check_folder(root)
     device = resolve_device(settings.device)
-    model = load_model(settings.model, settings.layer, device)
+    model = with_faces(load_model(settings.model, settings.layer, device), settings.faces)
     index = Index(settings.index or default_index_path(root))
     with index.writing():
         summary = embed_folder(root, model, index, batch_size=settings.batch_size,

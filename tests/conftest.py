@@ -41,6 +41,21 @@ def draw_character(kind: int, seed: int, size=(72, 96)) -> Image.Image:
     return image
 
 
+def draw_scene(kinds: list[int], seed: int, size=(320, 240), face=100) -> Image.Image:
+    """An 'illustration' with a small anime face (`illusort.faces.draw_face`) of each
+    character in `kinds`, side by side on a plain background."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, BACKGROUND)
+    slot = size[0] // len(kinds)
+    for n, kind in enumerate(kinds):
+        from illusort.faces import draw_face
+
+        hair, eyes = PALETTE[kind % len(PALETTE)]
+        x = n * slot + rng.randint(0, max(0, slot - face))
+        image.paste(draw_face(face, hair=hair, iris=eyes, background=BACKGROUND), (x, rng.randint(0, size[1] - face)))
+    return image
+
+
 def make_collection(root: Path, characters: int = 4, per_character: int = 10, nested: bool = True) -> dict[str, int]:
     """A flat-ish folder of illustrations (sub-folders like a real download tree).
     Returns {relative path: true character}."""
@@ -125,3 +140,10 @@ def tmpfs(tmp_path):
     yield mount
     for path in reversed(mounts):
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def index_key(model="hsv-hist", faces="auto") -> str:
+    """The index key of a model as the CLI embeds with it by default (face crops `auto`)."""
+    from illusort.weights import load_model, with_faces
+
+    return with_faces(load_model(str(model)), faces).model_id

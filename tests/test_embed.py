@@ -9,14 +9,14 @@ import time
 import numpy as np
 
 from illusort.index import Index, default_index_path
-from illusort.weights import load_model
+from illusort.weights import load_model, with_faces
 
-from conftest import draw_character, run_cli
+from conftest import draw_character, index_key, run_cli
 
 
 def index_state(root, model="hsv-hist"):
     with Index(default_index_path(root)) as index:
-        rows, vectors = index.embeddings(load_model(model).model_id)
+        rows, vectors = index.embeddings(index_key(model))
     return {r.path: v for r, v in zip(rows, vectors)}
 
 
@@ -103,7 +103,7 @@ def test_killed_embed_resumes_to_the_same_index(tmp_path, tiny_cnn):
     fresh = tmp_path / "fresh"
     shutil.copytree(root, fresh, ignore=shutil.ignore_patterns(".illusort"))
     subprocess.run(cmd[:4] + [str(fresh)] + cmd[5:], check=True, capture_output=True)
-    model = load_model(str(tiny_cnn))
+    model = with_faces(load_model(str(tiny_cnn)), "auto")
     a = Index(db).embeddings(model.model_id)
     b = Index(default_index_path(fresh)).embeddings(model.model_id)
     assert [r.path for r in a[0]] == [r.path for r in b[0]] and len(a[0]) == 240

@@ -15,9 +15,8 @@ import pytest
 from illusort import workflow
 from illusort.index import Index, default_index_path
 from illusort.sort import LOCK, MANIFEST, read_manifest
-from illusort.weights import load_model
 
-from conftest import draw_character, make_collection, run_cli
+from conftest import draw_character, index_key, make_collection, run_cli
 
 FAST = ("--model", "hsv-hist", "-q", "--workers", "0", "--seed", "0")
 
@@ -171,7 +170,7 @@ def test_files_added_deleted_and_changed_between_embed_and_sort(tmp_path):
     assert {e.src for e in entries} == expected
     integrity(root)
     with Index(default_index_path(root)) as index:
-        rows, vectors = index.embeddings(load_model("hsv-hist").model_id)
+        rows, vectors = index.embeddings(index_key("hsv-hist"))
     assert {r.path for r in rows} == {Path(e).relative_to(root.resolve()).as_posix() for e in expected}
     assert np.isfinite(vectors).all()
 

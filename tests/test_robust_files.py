@@ -21,9 +21,8 @@ from PIL import Image
 from illusort import images
 from illusort.index import Index, default_index_path
 from illusort.sort import MANIFEST, read_manifest
-from illusort.weights import load_model
 
-from conftest import draw_character, make_collection, run_cli
+from conftest import draw_character, index_key, make_collection, run_cli
 
 FAST = ("--model", "hsv-hist", "-q", "--workers", "0", "--seed", "0")
 
@@ -55,7 +54,7 @@ def bomb_png(width=100_000, height=100_000) -> bytes:
 
 def index_paths(root, model="hsv-hist"):
     with Index(default_index_path(root)) as index:
-        rows, vectors = index.embeddings(load_model(model).model_id)
+        rows, vectors = index.embeddings(index_key(model))
     assert np.isfinite(vectors).all()
     return {r.path for r in rows}
 

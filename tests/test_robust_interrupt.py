@@ -29,9 +29,9 @@ import pytest
 
 from illusort.index import Index, default_index_path
 from illusort.sort import LOCK, MANIFEST, read_manifest, write_manifest
-from illusort.weights import load_model
+from illusort.weights import load_model, with_faces
 
-from conftest import make_collection
+from conftest import index_key, make_collection
 
 SORT = ("--model", "hsv-hist", "--seed", "0", "--workers", "0", "-q")
 SERVER = textwrap.dedent("""
@@ -150,7 +150,7 @@ def check_index(root: Path) -> int:
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with Index(db) as index:
-        rows, vectors = index.embeddings(load_model("hsv-hist").model_id)
+        rows, vectors = index.embeddings(index_key("hsv-hist"))
     assert np.isfinite(vectors).all()
     return len(rows)
 
@@ -265,7 +265,7 @@ def test_literal_cli_killed_during_its_whole_run(server, pristine, tmp_path):
 
 
 def test_embed_with_a_cnn_killed_and_resumed_matches_a_clean_run(server, pristine, tmp_path, tiny_cnn):
-    model = load_model(str(tiny_cnn))
+    model = with_faces(load_model(str(tiny_cnn)), "auto")
     clean, _ = fresh_case(pristine, tmp_path / "clean")
 
     def embed(root):
