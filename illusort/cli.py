@@ -166,13 +166,20 @@ def cluster(folder, output, **kwargs):
               show_default=True, help="How files get into the character folders.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--undo", is_flag=True, help="Reverse the sort in OUT (give the output folder as FOLDER or --out).")
+@click.option("--known", type=click.Path(path_type=Path), default=None, metavar="REFS",
+              help="Folder of REFS/<name>/<reference images>: images close enough to a reference go to OUT/<name>/ "
+                   "(never forced: the rest are clustered).")
+@click.option("--threshold", "-t", type=click.FloatRange(-1, 1), default=None,
+              help="--known: cosine similarity an image needs to join a known character (default: the model "
+                   "card's; higher = fewer, surer matches).")
 @model_options
 @cluster_options
 @fail_cleanly
-def sort(folder, out, mode, dry_run, undo, **kwargs):
+def sort(folder, out, mode, dry_run, undo, known, threshold, **kwargs):
     """Sort FOLDER into per-character folders: OUT/character-NNN/ and OUT/unsorted/.
 
-    Never overwrites or loses a file; re-running keeps folder names of matching clusters."""
+    Never overwrites or loses a file. Re-running adds new images to the existing characters
+    and keeps names and corrections (illusort name / merge / move, or folders renamed by hand)."""
     from . import workflow
     from .sort import undo_sort
 
@@ -181,7 +188,8 @@ def sort(folder, out, mode, dry_run, undo, **kwargs):
         click.echo(f"undone {undone} entries" + (f"; {left} changed since and left in place" if left else ""))
         return
     options = cluster_kwargs(kwargs)
-    planned, result, clustering, summary = workflow.sort(folder, out, settings_from(kwargs), mode, dry_run, **options)
+    planned, result, clustering, summary = workflow.sort(folder, out, settings_from(kwargs), mode, dry_run,
+                                                         known, threshold, **options)
     report_embedding(summary)
     click.echo(clustering.summary())
     out = out or workflow.default_output(folder)
@@ -201,6 +209,57 @@ def sort(folder, out, mode, dry_run, undo, **kwargs):
     if len(result.unavailable) > 20:
         click.echo(f"  ... and {len(result.unavailable) - 20} more not sorted", err=True)
     exit_if_strict(kwargs["strict"], summary, len(result.unavailable))
+
+
+index_option = click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
+                            help="Index of the sorted folder, if sort was given one.")
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("folder")
+@click.argument("name")
+@index_option
+@fail_cleanly
+def name(out, folder, name, index_path):
+    """Name the character in OUT/FOLDER: the folder becomes OUT/NAME (merged into it if it
+    exists), and later sorts keep these images, and new ones like them, under NAME."""
+    from . import workflow
+
+    moved = workflow.name_character(out, folder, name, index_path)
+    click.echo(f"{len(moved)} images now in {Path(out) / name}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("into")
+@click.argument("others", nargs=-1, required=True)
+@index_option
+@fail_cleanly
+def merge(out, into, others, index_path):
+    """Merge character folders OTHERS into INTO (one character split in several clusters)."""
+    from . import workflow
+
+    moved = workflow.merge_characters(out, into, list(others), index_path)
+    click.echo(f"{len(moved)} images moved into {Path(out) / into}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--to", "to", default=None, metavar="NAME", help="The character folder they belong in.")
+@click.option("--not-character", is_flag=True, help="Not a character: set aside in OUT/not-a-character/.")
+@index_option
+@fail_cleanly
+def move(out, files, to, not_character, index_path):
+    """Move images of OUT (FILES, paths inside OUT) to another character; remembered by later sorts."""
+    from . import workflow
+    from .sort import NOT_A_CHARACTER
+
+    if bool(to) == not_character:
+        raise click.UsageError("give either --to NAME or --not-character")
+    moved = workflow.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path)
+    click.echo(f"{len(moved)} images moved to {Path(out) / (to or NOT_A_CHARACTER)}")
 
 
 @main.command()

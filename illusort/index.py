@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS items(
 );
 CREATE INDEX IF NOT EXISTS items_digest ON items(model, digest);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS decisions(  -- the user's corrections; they hold for every model
+    path      BLOB NOT NULL,
+    face      INTEGER NOT NULL,
+    character TEXT NOT NULL,         -- folder name the user gave (or 'not-a-character')
+    PRIMARY KEY (path, face)
+);
 """
 
 
@@ -143,7 +149,18 @@ class Index:
     def models(self) -> list[str]:
         return [m for (m,) in self.db.execute("SELECT DISTINCT model FROM items ORDER BY model")]
 
+    def decisions(self) -> dict[tuple[str, int], str]:
+        """(path, face) -> the character the user put it in (`name`, `merge`, `move`)."""
+        rows = self.db.execute("SELECT path, face, character FROM decisions")
+        return {(os.fsdecode(p), f): c for p, f, c in rows}
+
     # ---- writing -------------------------------------------------------------------------
+    def decide(self, keys, character: str) -> None:
+        """Record that these (path, face) rows are `character`, for this and later sorts."""
+        self.db.executemany("INSERT OR REPLACE INTO decisions(path, face, character) VALUES (?,?,?)",
+                            [(os.fsencode(p), int(f), character) for p, f in keys])
+        self.db.commit()
+
     def put(self, model: str, path: str, size: int, mtime_ns: int, digest: str | None, rows: list[Row]) -> None:
         """Replace every row of `path` under `model` (not committed: see `commit`)."""
         self.db.execute("DELETE FROM items WHERE model=? AND path=?", (model, os.fsencode(path)))

@@ -24,3 +24,14 @@ def rank(references: np.ndarray, vectors: np.ndarray, top: int | None = None,
     if top is not None:
         order = order[:top]
     return [(int(i), float(scores[i])) for i in order]
+
+
+def match_known(references: np.ndarray, names: list[str], vectors: np.ndarray, threshold: float) -> list[str | None]:
+    """For each vector, the known character with the most similar reference when that
+    similarity reaches `threshold`, else None: an image unlike every reference is left to
+    clustering, never pushed onto the nearest name."""
+    if len(vectors) == 0 or len(references) == 0:
+        return [None] * len(vectors)
+    sims = np.ascontiguousarray(vectors, np.float32) @ references.astype(np.float32).T
+    best = sims.argmax(axis=1)
+    return [names[j] if sims[i, j] >= threshold else None for i, j in enumerate(best)]

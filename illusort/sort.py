@@ -29,6 +29,11 @@ LOCK = ".illusort-sort.lock"
 # What a run killed before its first manifest was in place can leave in OUT: not the user's.
 OWN_FILES = {LOCK, MANIFEST + ".tmp"}
 UNSORTED = "unsorted"
+NOT_A_CHARACTER = "not-a-character"  # where images the user marked so are kept (never deleted)
+# A cluster takes the name the user gave to its members when they are at least this share
+# of it: a named character gains the new images that cluster with it, while one image moved
+# into a large unnamed cluster does not rename that cluster.
+ADOPT_SHARE = 0.25
 MODES = ("symlink", "copy", "hardlink", "move")
 PARTIAL = ".illusort-partial"
 # Longest name in OUT: 255 bytes (NAME_MAX of common file systems) less what turns `name`
@@ -50,9 +55,10 @@ class Entry:
     src: str          # absolute path of the user's file
     dest: str         # path inside OUT, '/'-separated, e.g. 'character-003/a.png'
     state: str = "done"  # 'pending' while a move is in flight
+    faces: tuple = (0,)  # which faces of the image put it in this folder (index rows)
 
     def to_json(self):
-        return {"src": self.src, "dest": self.dest, "state": self.state}
+        return {"src": self.src, "dest": self.dest, "state": self.state, "faces": list(self.faces)}
 
 
 # ---- planning --------------------------------------------------------------------------------
@@ -81,20 +87,52 @@ def folder_names(paths: list[str], labels: np.ndarray, previous: dict[str, set[s
     return names
 
 
-def plan_entries(root: Path, paths: list[str], folders: list[str]) -> list[Entry]:
-    """Where each file goes ('' = OUT itself). An image with several faces in several folders
-    goes to each. Same basenames within one folder get a short hash of their source path."""
-    wanted = sorted(set(zip(folders, paths)))
+def assign_folders(keys: list[tuple[str, int]], labels: np.ndarray, decided: dict, known: dict[int, str],
+                   previous: dict[str, set[str]]) -> list[str]:
+    """The folder of each index row (path, face): the user's decision (`decided`, by key), else
+    a known character it matched (`known`, by row), else the name its cluster takes from
+    decided members (ADOPT_SHARE), else a numbered folder kept stable across runs
+    (`folder_names`), else 'unsorted' (cluster label -1)."""
+    chosen = [decided.get(key) for key in keys]
+    for i, name in known.items():
+        chosen[i] = chosen[i] or name
+    members = defaultdict(list)
+    for i, label in enumerate(labels):
+        if label >= 0:
+            members[int(label)].append(i)
+    adopted = {}
+    for label, rows in members.items():
+        votes = Counter(decided[keys[i]] for i in rows if keys[i] in decided)
+        if votes:
+            name, count = votes.most_common(1)[0]
+            if count >= ADOPT_SHARE * len(rows):
+                adopted[label] = name
+    taken = set(adopted.values()) | {c for c in chosen if c}
+    numbered = [label if label >= 0 and label not in adopted else -1 for label in labels]
+    names = folder_names([k[0] for k in keys], np.asarray(numbered),
+                         {n: m for n, m in previous.items() if n not in taken})
+    return [chosen[i] or adopted.get(int(label)) or names[numbered[i]] for i, label in enumerate(labels)]
+
+
+def plan_entries(root: Path, paths: list[str], folders: list[str], faces: list[int] | None = None) -> list[Entry]:
+    """Where each file goes ('' = OUT itself), from one (path, folder[, face]) per index row.
+    An image with several faces in several folders goes to each. Same basenames within one
+    folder get a short hash of their source path."""
+    wanted = defaultdict(list)
+    for path, folder, face in zip(paths, folders, faces or [0] * len(paths)):
+        wanted[folder, path].append(face)
     # An image that reached a character folder through one face is not also 'unsorted'.
     placed = {path for folder, path in wanted if folder != UNSORTED}
-    wanted = [(folder, path) for folder, path in wanted if folder != UNSORTED or path not in placed]
     entries, used = [], set()
-    for folder, path in wanted:
+    for folder, path in sorted(wanted):
+        if folder == UNSORTED and path in placed:
+            continue
         name = Path(path).name
         if (folder, name) in used or len(os.fsencode(name)) > MAX_NAME_BYTES:
             name = tagged_name(name, hashlib.sha1(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8])
         used.add((folder, name))
-        entries.append(Entry(str(Path(root).resolve() / path), f"{folder}/{name}" if folder else name, "planned"))
+        entries.append(Entry(str(Path(root).resolve() / path), f"{folder}/{name}" if folder else name, "planned",
+                             tuple(sorted(wanted[folder, path]))))
     return entries
 
 
@@ -161,7 +199,7 @@ def safe_dest(dest: str) -> str:
 
 def checked_entry(e: dict, source: str) -> Entry:
     dest = safe_dest(e["dest"])
-    return Entry(safe_src(e["src"], source), dest, e.get("state", "done"))
+    return Entry(safe_src(e["src"], source), dest, e.get("state", "done"), tuple(int(f) for f in e.get("faces", (0,))))
 
 
 def safe_src(src: str, source: str) -> str:
@@ -350,11 +388,12 @@ def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
     if mode == "move":
         moved = {e.src for e in old}
         planned = [e for e in planned if e.src not in moved]  # a vanished source is reported by make_entry
-    wanted = {(e.src, e.dest) for e in planned}
+    wanted = {(e.src, e.dest): e.faces for e in planned}
     result = SortResult(conflicts=[], folders=Counter(), unavailable=[])
     keep = []
     for e in old:
         if (e.src, e.dest) in wanted or mode == "move":
+            e.faces = wanted.get((e.src, e.dest), e.faces)
             keep.append(e)
         elif is_ours(e, out, mode):
             (out / e.dest).unlink()
@@ -397,6 +436,113 @@ def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
     result.kept = len(keep)
     result.folders = Counter(folder_of(e.dest) for e in final)
     return result
+
+
+# ---- corrections -----------------------------------------------------------------------------
+
+def check_folder_name(name: str) -> str:
+    """A character name usable as one folder of OUT."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name or name.startswith(".") \
+            or len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise SortError(f"{name!r} cannot be a folder name (no '/', no leading '.', at most {MAX_NAME_BYTES} bytes)")
+    return name
+
+
+def find_renamed_folders(out: Path, entries: list[Entry]) -> dict[str, str]:
+    """Character folders the user renamed by hand: {old: new} where none of the old folder's
+    entries is where the manifest says, and one folder unknown to the manifest holds most of
+    them (by name; symbolic links must still point at the same source)."""
+    by_folder = defaultdict(list)
+    for e in entries:
+        by_folder[folder_of(e.dest)].append(e)
+    strangers = [d for d in Path(out).iterdir()
+                 if d.is_dir() and not d.is_symlink() and not d.name.startswith(".") and d.name not in by_folder]
+    renamed = {}
+    for folder, members in by_folder.items():
+        if not folder or any(os.path.lexists(out / e.dest) for e in members):
+            continue
+        for candidate in strangers:
+            found = [e for e in members if _same_entry(e, candidate / Path(e.dest).name)]
+            if len(found) * 2 > len(members) and candidate.name not in renamed.values():
+                renamed[folder] = candidate.name
+                break
+    return renamed
+
+
+def _same_entry(e: Entry, path: Path) -> bool:
+    if not os.path.lexists(path):
+        return False
+    return os.readlink(path) == e.src if path.is_symlink() else not os.path.islink(e.src)
+
+
+def relocate(root: Path, out: Path, targets: dict[str, str]) -> list[Entry]:
+    """Move entries of OUT to other character folders: {dest: new folder}. Links and copies are made anew from the source and
+    the old one removed (only if still ours); a moved file is renamed inside OUT. Nothing is
+    overwritten: a name already taken in the new folder gets a short tag. Returns the entries
+    moved, with their new dest."""
+    out = Path(out).resolve()
+    with output_lock(out):
+        manifest = read_manifest(out)
+        if manifest is None:
+            raise SortError(f"{out} holds no illusort sort (no {MANIFEST})")
+        mode = manifest["mode"]
+        entries = settle_pending(manifest["entries"], out, mode)
+        used = {e.dest for e in entries}
+        moved = []
+        for e in entries:
+            folder = targets.get(e.dest)
+            if folder is None or folder_of(e.dest) == folder:
+                continue
+            name = Path(e.dest).name
+            dest = f"{folder}/{name}"
+            if dest in used or os.path.lexists(out / dest):
+                name = tagged_name(name, hashlib.sha1(e.src.encode("utf-8", "surrogateescape")).hexdigest()[:8])
+                dest = f"{folder}/{name}"
+            (out / folder).mkdir(exist_ok=True)
+            if mode == "move":
+                os.link(out / e.dest, out / dest)  # no-clobber; the same file under its new name
+                os.unlink(out / e.dest)
+            else:
+                new = Entry(e.src, dest, "pending", e.faces)
+                save_manifest(out, root, mode, entries + [new])
+                make_entry(new, out, mode)
+                if is_ours(e, out, mode):
+                    (out / e.dest).unlink()
+            used.discard(e.dest)
+            used.add(dest)
+            e.dest = dest
+            moved.append(e)
+            save_manifest(out, root, mode, entries)
+        save_manifest(out, root, mode, entries)
+    remove_empty_folders(out)
+    return moved
+
+
+def adopt_renamed_folders(out: Path, entries: list[Entry]) -> list[Entry]:
+    """Point the manifest's entries at folders the user renamed (see `find_renamed_folders`);
+    returns the entries whose folder changed."""
+    renamed = find_renamed_folders(out, entries)
+    changed = []
+    for e in entries:
+        folder = folder_of(e.dest)
+        if folder in renamed:
+            e.dest = f"{renamed[folder]}/{Path(e.dest).name}"
+            changed.append(e)
+    return changed
+
+
+def take_renames(root: Path, out: Path) -> list[Entry]:
+    """Bring OUT's manifest up to date with folders renamed by hand; returns their entries."""
+    out = Path(out).resolve()
+    if read_manifest(out) is None:
+        return []
+    with output_lock(out):
+        manifest = read_manifest(out)
+        entries = settle_pending(manifest["entries"], out, manifest["mode"])
+        changed = adopt_renamed_folders(out, entries)
+        if changed:
+            save_manifest(out, root, manifest["mode"], entries)
+    return changed
 
 
 def undo_sort(out: Path) -> tuple[int, int]:

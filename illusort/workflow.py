@@ -5,16 +5,20 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from .cluster import Clustering, cluster_embeddings
 from .embed import EmbedSummary, default_workers, embed_folder, embed_images
 from .images import BadImage, read_image
 from .index import Index, Row, default_index_path
-from .query import rank
-from .sort import SortResult, apply_sort, check_output, folder_names, plan_entries, previous_folders
-from .weights import LoadedModel, load_model, resolve_device, with_faces
+from .query import match_known, rank
+from .sort import (MANIFEST, Entry, SortError, SortResult, apply_sort, assign_folders, check_folder_name,
+                   check_output, folder_of, plan_entries, previous_folders, read_manifest, relocate, take_renames)
+from .weights import LoadedModel, ModelError, load_model, resolve_device, with_faces
 
 
 @dataclass
@@ -78,23 +82,133 @@ def default_output(root: Path) -> Path:
 
 
 def sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink", dry_run: bool = False,
-         **cluster_options):
+         known: Path | None = None, threshold: float | None = None, **cluster_options):
     """Embed (incrementally), cluster, and build OUT's character folders.
 
+    Images close to a reference in `known` (KNOWN/<name>/<images>, at the model card's
+    threshold unless `threshold`) go to <name>; the rest are clustered. The user's
+    corrections (`name`, `merge`, `move`, folders renamed by hand) hold over both.
     Returns (plan entries, SortResult or None for a dry run, clustering, embed summary)."""
     root = check_folder(root)
     out = Path(out) if out else default_output(root)
-    manifest = check_output(root, out, mode)  # refuse bad output folders before any work
+    check_output(root, out, mode)  # refuse bad output folders before any work
+    known_refs = known_references(known, settings) if known else None
     model, index, summary = embed(root, settings)
     with index:
-        rows, clustering = cluster(index, model, **cluster_options)
-    paths = [r.path for r in rows]
-    names = folder_names(paths, clustering.labels, previous_folders(manifest))
-    planned = plan_entries(root, paths, [names[int(label)] for label in clustering.labels])
+        if not dry_run:
+            record_renames(index, root, take_renames(root, out))
+        rows, vectors = index.embeddings(model.model_id)
+        decided = index.decisions()
+    keys = [(r.path, r.face) for r in rows]
+    matched = {}
+    if known_refs:
+        threshold = model.threshold if threshold is None else threshold
+        if threshold is None:
+            raise ModelError(f"{model.model_id} has no calibrated threshold: give --threshold for --known")
+        names, references = known_refs
+        matched = {i: name for i, name in enumerate(match_known(references, names, vectors, threshold)) if name}
+    free = [i for i in range(len(rows)) if i not in matched]
+    clustering = cluster_embeddings(vectors[free] if free else np.zeros((0, 1), np.float32),
+                                    **with_model_threshold(cluster_options, model))
+    labels = np.full(len(rows), -1)
+    labels[free] = clustering.labels
+    folders = assign_folders(keys, labels, decided, matched, previous_folders(read_manifest(out)))
+    planned = plan_entries(root, [r.path for r in rows], folders, [r.face for r in rows])
     if dry_run:
         return planned, None, clustering, summary
     result: SortResult = apply_sort(root, out, planned, mode, settings.progress)
     return planned, result, clustering, summary
+
+
+def known_references(folder: Path, settings: Settings) -> tuple[list[str], np.ndarray]:
+    """(names, vectors) of KNOWN/<name>/<images>, embedded through KNOWN's own index (its
+    largest face when faces are cropped)."""
+    folder = check_folder(folder)
+    model, index, summary = embed(folder, replace(settings, index=None))
+    with index:
+        rows, vectors = index.embeddings(model.model_id)
+    keep = [i for i, r in enumerate(rows) if r.face == 0 and "/" in r.path]
+    if not keep:
+        raise FileNotFoundError(f"{folder} holds no reference images in sub-folders: give KNOWN/<name>/<images>")
+    return [rows[i].path.split("/", 1)[0] for i in keep], vectors[keep]
+
+
+# ---- corrections: named, merged and moved characters, remembered in the index -------------
+
+def record_renames(index: Index, root: Path, entries: list[Entry]) -> None:
+    """Entries whose folder the user chose are decisions: later sorts keep them there."""
+    by_folder: dict[str, list] = {}
+    for e in entries:
+        rel = Path(e.src).relative_to(Path(root).resolve()).as_posix()
+        by_folder.setdefault(folder_of(e.dest), []).extend((rel, face) for face in e.faces)
+    for folder, keys in by_folder.items():
+        index.decide(keys, folder)
+
+
+def sorted_output(out: Path, index_path: Path | None = None) -> tuple[Path, dict, Index]:
+    """(sorted folder, manifest, its index) of an output folder made by `sort`."""
+    manifest = read_manifest(Path(out))
+    if manifest is None:
+        raise SortError(f"{out} holds no illusort sort (no {MANIFEST}); run illusort sort first")
+    root = Path(manifest["source"])
+    return root, manifest, Index(index_path or default_index_path(root))
+
+
+@contextmanager
+def corrections(out: Path, index_path: Path | None = None):
+    """(sorted folder, its open index) for a correction of OUT, with folders the user renamed
+    by hand already taken in (and remembered)."""
+    root, _, index = sorted_output(out, index_path)
+    with index:
+        record_renames(index, root, take_renames(root, out))
+        yield root, index
+
+
+def folder_entries(out: Path, folder: str) -> list[Entry]:
+    entries = [e for e in read_manifest(Path(out))["entries"] if folder_of(e.dest) == folder]
+    if not entries:
+        raise SortError(f"{Path(out) / folder} is not a character folder of this sort")
+    return entries
+
+
+def _correct(root, index, out, targets: dict[str, str], confirmed=()) -> list[Entry]:
+    """Move OUT entries ({dest: folder}) and remember where they (and `confirmed`) belong."""
+    moved = relocate(root, out, targets)
+    record_renames(index, root, moved + list(confirmed))
+    return moved
+
+
+def name_character(out: Path, folder: str, name: str, index_path: Path | None = None) -> list[Entry]:
+    """Rename a character folder (merging it into NAME if that folder exists)."""
+    check_folder_name(name)
+    with corrections(out, index_path) as (root, index):
+        return _correct(root, index, out, {e.dest: name for e in folder_entries(out, folder)})
+
+
+def merge_characters(out: Path, into: str, others: list[str], index_path: Path | None = None) -> list[Entry]:
+    """Merge character folders into `into`; all their images are remembered as that character."""
+    with corrections(out, index_path) as (root, index):
+        kept = folder_entries(out, into)
+        targets = {e.dest: into for folder in others for e in folder_entries(out, folder)}
+        return _correct(root, index, out, targets, confirmed=kept)
+
+
+def move_images(out: Path, files: list[Path], to: str, index_path: Path | None = None) -> list[Entry]:
+    """Move images (paths inside OUT) to character `to` ('not-a-character' sets them aside)."""
+    check_folder_name(to)
+    out_r = Path(out).resolve()
+    with corrections(out, index_path) as (root, index):
+        entries = {e.dest: e for e in read_manifest(out_r)["entries"]}
+        targets = {}
+        for file in files:
+            try:
+                dest = (Path(file).parent.resolve() / Path(file).name).relative_to(out_r).as_posix()
+            except ValueError:
+                raise SortError(f"{file} is not inside {out}") from None
+            if dest not in entries:
+                raise SortError(f"{file} is not an image this sort placed in {out}")
+            targets[dest] = to
+        return _correct(root, index, out, targets, confirmed=[entries[d] for d in targets if folder_of(d) == to])
 
 
 def query(references: list[Path], root: Path, settings: Settings, top: int | None = None,
