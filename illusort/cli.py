@@ -263,6 +263,19 @@ def move(out, files, to, not_character, index_path):
 
 
 @main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@fail_cleanly
+def report(out, quiet):
+    """Write OUT/report.html: each character as a contact sheet, the unsorted images, and what
+    is new since the last report (thumbnails cached in OUT/.illusort-thumbs)."""
+    from .report import write_report
+
+    path, stats = write_report(out, progress=not quiet)
+    click.echo(f"{path}: {stats['characters']} characters, {stats['images']} images, {stats['new']} new")
+
+
+@main.command()
 @click.argument("references", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--in", "folder", type=click.Path(path_type=Path), default=".", show_default=True,
               help="Folder to search (it is embedded incrementally first).")

@@ -26,8 +26,10 @@ from .index import exclusive_lock
 
 MANIFEST = ".illusort-sort.json"
 LOCK = ".illusort-sort.lock"
-# What a run killed before its first manifest was in place can leave in OUT: not the user's.
-OWN_FILES = {LOCK, MANIFEST + ".tmp"}
+REVIEW_FILES = ("report.html", ".illusort-thumbs", ".illusort-report.json")  # `illusort report`
+# What a run killed before its first manifest was in place can leave in OUT, and the review
+# page: not the user's.
+OWN_FILES = {LOCK, MANIFEST + ".tmp", *REVIEW_FILES}
 UNSORTED = "unsorted"
 NOT_A_CHARACTER = "not-a-character"  # where images the user marked so are kept (never deleted)
 # A cluster takes the name the user gave to its members when they are at least this share
@@ -554,9 +556,20 @@ def undo_sort(out: Path) -> tuple[int, int]:
     with output_lock(out):
         result = _undo(out, read_manifest(out))
     if not (out / MANIFEST).exists():
+        remove_review_files(out)
         (out / LOCK).unlink(missing_ok=True)
     remove_empty_folders(out)
     return result
+
+
+def remove_review_files(out: Path) -> None:
+    """The review page describes a sort that no longer exists."""
+    for name in REVIEW_FILES:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.is_file() and not path.is_symlink():
+            path.unlink()
 
 
 def _undo(out: Path, manifest: dict) -> tuple[int, int]:

@@ -1,0 +1,138 @@
+"""`illusort report OUT`: one HTML page to review a sort at a glance.
+
+Each character folder is a contact sheet with its count; then the unsorted images and those
+set aside as not a character. Images new since the previous report are marked and listed
+first. The page is self-contained (inline style, no network); thumbnails are JPEG files
+cached in OUT/.illusort-thumbs, made once per source file version.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+from .images import BadImage, read_image
+from .sort import MANIFEST, NOT_A_CHARACTER, REVIEW_FILES, UNSORTED, SortError, folder_of, read_manifest
+
+REPORT, THUMBS, SEEN = REVIEW_FILES  # SEEN: the entries the previous report showed
+THUMB_SIDE = 160
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
+h1{font-size:1.4em}h2{font-size:1.1em;margin:1.4em 0 .4em}h2 small{color:#666;font-weight:normal}
+.sheet{display:flex;flex-wrap:wrap;gap:6px}
+figure{margin:0;width:160px;background:#fff;border:1px solid #ddd;border-radius:4px;overflow:hidden;position:relative}
+figure img{display:block;width:160px;height:160px;object-fit:contain;background:#eee}
+figure .missing{width:160px;height:160px;display:flex;align-items:center;justify-content:center;color:#a00}
+figcaption{font-size:11px;padding:2px 4px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+figure.new{border:2px solid #e67e00}
+figure.new::after{content:"new";position:absolute;top:4px;left:4px;background:#e67e00;color:#fff;
+ font-size:11px;padding:0 4px;border-radius:3px}
+.summary li{margin:.1em 0}
+"""
+
+
+def shown(text: str) -> str:
+    """HTML-escaped text; bytes of a name that is not UTF-8 are shown as U+FFFD."""
+    return html.escape(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+
+
+def folder_order(folders: dict[str, list]) -> list[str]:
+    """Characters (largest first), then unsorted, then the images set aside."""
+    special = [UNSORTED, NOT_A_CHARACTER]
+    characters = sorted((f for f in folders if f not in special), key=lambda f: (-len(folders[f]), f))
+    return characters + [f for f in special if f in folders]
+
+
+def thumbnail(src: str, cache: Path) -> str | None:
+    """Cached thumbnail file name of an image (None if it cannot be read)."""
+    try:
+        st = os.stat(src)
+    except OSError:
+        return None
+    key = hashlib.sha1(f"{src}\0{st.st_size}\0{st.st_mtime_ns}".encode("utf-8", "surrogateescape")).hexdigest()
+    name = f"{key[:20]}.jpg"
+    if not (cache / name).exists():
+        try:
+            image, _ = read_image(Path(src), max_side=THUMB_SIDE * 2)
+        except BadImage:
+            return None
+        image.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        tmp = cache / f".{name}.tmp"
+        image.save(tmp, "JPEG", quality=85)
+        os.replace(tmp, cache / name)
+    return name
+
+
+def write_report(out: Path, progress: bool = True) -> tuple[Path, dict]:
+    """Write OUT/report.html; returns (its path, {'images', 'characters', 'new'})."""
+    out = Path(out).resolve()
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise SortError(f"{out} holds no illusort sort (no {MANIFEST}); run illusort sort first")
+    entries = [e for e in manifest["entries"] if e.state == "done"]
+    seen_file = out / SEEN
+    try:
+        seen = set(json.loads(seen_file.read_text())) if seen_file.exists() else None
+    except ValueError:  # damaged: mark nothing as new
+        seen = None
+    folders: dict[str, list] = {}
+    for e in entries:
+        folders.setdefault(folder_of(e.dest) or UNSORTED, []).append(e)
+    for members in folders.values():
+        members.sort(key=lambda e: e.dest)
+    cache = out / THUMBS
+    cache.mkdir(exist_ok=True)
+    from tqdm import tqdm
+
+    thumbs = {}
+    for e in tqdm(entries, desc="thumbnails", unit="img", disable=not progress or not entries, file=sys.stderr):
+        # a moved file lives in OUT now; links and copies are read from the source
+        thumbs[e.dest] = thumbnail(str(out / e.dest) if manifest["mode"] == "move" else e.src, cache)
+    new = {e.dest for e in entries} - seen if seen is not None else set()
+    order = folder_order(folders)
+    characters = [f for f in order if f not in (UNSORTED, NOT_A_CHARACTER)]
+
+    def figure(e) -> str:
+        name = shown(Path(e.dest).name)
+        href = quote(os.fsencode(e.dest))
+        thumb = thumbs[e.dest]
+        picture = (f'<img src="{THUMBS}/{thumb}" alt="{name}">' if thumb
+                   else '<div class="missing">unreadable</div>')
+        cls = ' class="new"' if e.dest in new else ""
+        return f'<figure{cls}><a href="{href}">{picture}</a><figcaption title="{name}">{name}</figcaption></figure>'
+
+    parts = [f"<h1>{shown(Path(manifest['source']).name)}: {len(characters)} characters, "
+             f"{len(entries)} images</h1>",
+             f"<p>Sorted from {shown(manifest['source'])} ({manifest['mode']}), updated "
+             f"{shown(manifest.get('updated', ''))}. Fix it with <code>illusort name OUT FOLDER NAME</code>, "
+             "<code>illusort merge OUT INTO OTHER</code> and <code>illusort move OUT FILE --to NAME</code> "
+             "(or <code>--not-character</code>); the next sort keeps your decisions.</p>"]
+    if new:
+        counts = [(n, f, sum(e.dest in new for e in folders[f])) for n, f in enumerate(order)]
+        items = "".join(f'<li><a href="#f{n}">{shown(f)}</a>: {k} new</li>' for n, f, k in counts if k)
+        parts.append(f'<h2 id="new">New since the last report <small>{len(new)} images</small></h2>'
+                     f'<ul class="summary">{items}</ul>')
+    for n, f in enumerate(order):
+        n_new = sum(e.dest in new for e in folders[f])
+        head = (f'<h2 id="f{n}">{shown(f)} <small>{len(folders[f])} images'
+                + (f", {n_new} new" if n_new else "") + "</small></h2>")
+        sheet = '<div class="sheet">' + "".join(figure(e) for e in folders[f]) + "</div>"
+        section = f'<section class="character" data-folder="{shown(f)}">{head}{sheet}</section>'
+        if f == NOT_A_CHARACTER:
+            section = f"<details><summary>Set aside as not a character ({len(folders[f])})</summary>{section}</details>"
+        parts.append(section)
+    script = ("addEventListener('load',()=>{document.body.dataset.loadedImages="
+              "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length})")
+    page = (f'<!doctype html><html><head><meta charset="utf-8"><title>illusort report</title>'
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}<script>{script}</script></body></html>")
+    path = out / REPORT
+    tmp = out / f".{REPORT}.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
+    seen_file.write_text(json.dumps(sorted(e.dest for e in entries), ensure_ascii=True))
+    return path, {"images": len(entries), "characters": len(characters), "new": len(new)}
