@@ -66,8 +66,14 @@ def cluster_options(func):
     options = [
         click.option("--min-cluster-size", type=click.IntRange(2), default=10, show_default=True,
                      help="Smallest group called a character (capped at an eighth of small folders)."),
+        click.option("--strictness", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                     help="How readily look-alike characters share a folder: towards 1, look-alikes are split "
+                          "apart (more, smaller folders; more images unsorted); towards 0, fewer and larger "
+                          "folders, almost nothing unsorted."),
+        click.option("--paper-selection", is_flag=True,
+                     help="HDBSCAN exactly as the clustering paper (excess of mass); ignores --strictness."),
         click.option("--min-samples", type=click.IntRange(1), default=1, show_default=True,
-                     help="Higher = more conservative: more images left unsorted."),
+                     help="HDBSCAN min_samples: higher = denser groups, more images unsorted."),
         click.option("--umap-dims", type=click.IntRange(0), default=32, show_default=True,
                      help="UMAP dimensions before HDBSCAN; 0 clusters the raw embeddings."),
         click.option("--seed", type=int, default=None, help="Make clustering reproducible (slower: single thread)."),
@@ -91,7 +97,9 @@ def settings_from(kwargs):
 
 
 def cluster_kwargs(kwargs):
+    strictness, paper = kwargs.pop("strictness"), kwargs.pop("paper_selection")
     return {"min_cluster_size": kwargs.pop("min_cluster_size"), "min_samples": kwargs.pop("min_samples"),
+            "strictness": None if paper else strictness,
             "umap_dims": kwargs.pop("umap_dims"), "seed": kwargs.pop("seed"),
             "algorithm": kwargs.pop("algorithm"), "similarity": kwargs.pop("similarity")}
 

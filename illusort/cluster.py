@@ -54,10 +54,32 @@ ALGORITHMS = ("hdbscan", "agglomerative")
 AGGLOMERATIVE_MAX_ITEMS = 20_000  # it holds all n^2 / 2 distances in memory
 
 
+# The strictness knob (measured: benchmarks/RESULTS.md, "Strictness"). HDBSCAN's "leaf"
+# clusters are the finest groups it finds; cluster_selection_epsilon then merges groups closer
+# than epsilon in the UMAP space, whose scale is alike for every model (raw embedding
+# distances are not: folders too small for UMAP keep the paper's selection). Strictness sets
+# epsilon log-linearly between these values:
+EPSILON = (0.5, 0.1)        # loose .. strict
+SIMILARITY_SPAN = 0.2       # agglomerative: the similarity cut moves +-0.1 around the threshold
+
+
+def strictness_epsilon(strictness: float) -> float:
+    """HDBSCAN cluster_selection_epsilon (UMAP space) for a strictness in [0, 1]."""
+    if not 0 <= strictness <= 1:
+        raise ClusterError(f"strictness must be between 0 and 1, not {strictness}")
+    loose, strict = EPSILON
+    return float(loose * (strict / loose) ** strictness)
+
+
 def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_cluster_size: int = 10,
-                       min_samples: int = 1, umap_dims: int = 32, n_neighbors: int = 15, seed: int | None = None,
-                       selection_epsilon: float = 0.0, similarity: float | None = None) -> Clustering:
+                       strictness: float | None = 0.5, min_samples: int = 1, umap_dims: int = 32,
+                       n_neighbors: int = 15, seed: int | None = None, similarity: float | None = None) -> Clustering:
     """Cluster L2-normalised embeddings. `umap_dims=0` clusters the raw vectors.
+
+    `strictness` (0 loose .. 1 strict) is how readily look-alikes share a cluster: HDBSCAN
+    leaf clusters merged below `strictness_epsilon`; towards 1 more, smaller clusters and more
+    noise. None, and folders too small for UMAP: the paper's setting (excess-of-mass selection). For agglomerative
+    clustering it moves the `similarity` cut (+-SIMILARITY_SPAN / 2).
 
     `seed` makes UMAP deterministic (and single-threaded: slower on big folders).
     `algorithm="agglomerative"`: average-linkage clustering cut where the mean cosine
@@ -68,19 +90,25 @@ def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_c
     n = len(vectors)
     mcs = effective_min_cluster_size(n, min_cluster_size)
     if algorithm == "agglomerative":
-        return agglomerative(vectors, similarity, mcs)
+        shift = 0.0 if strictness is None else (strictness - 0.5) * SIMILARITY_SPAN
+        return agglomerative(vectors, None if similarity is None else similarity + shift, mcs)
     if algorithm != "hdbscan":
         raise ClusterError(f"unknown clustering algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
     params = {"min_cluster_size": mcs, "min_samples": min(min_samples, mcs), "umap_dims": umap_dims,
-              "n_neighbors": n_neighbors, "seed": seed, "selection_epsilon": selection_epsilon}
+              "n_neighbors": n_neighbors, "seed": seed, "strictness": strictness}
     if n < 2 * mcs:  # too few to form two groups: nothing to cluster
         return Clustering(np.full(n, -1), np.zeros(n), params)
     reduced = reduce_dimensions(vectors, umap_dims, n_neighbors, seed)
     params["umap_dims"] = reduced.shape[1] if reduced is not vectors else 0
+    if strictness is None or reduced is vectors:
+        params.update(selection="eom", epsilon=0.0)
+    else:
+        params.update(selection="leaf", epsilon=strictness_epsilon(strictness))
     import hdbscan
 
     clusterer = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=params["min_samples"],
-                                cluster_selection_epsilon=selection_epsilon, core_dist_n_jobs=1)
+                                cluster_selection_method=params["selection"],
+                                cluster_selection_epsilon=params["epsilon"], core_dist_n_jobs=1)
     labels = clusterer.fit_predict(reduced.astype(np.float64))
     return Clustering(labels.astype(int), clusterer.probabilities_.astype(float), params)
 

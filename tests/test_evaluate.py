@@ -90,7 +90,7 @@ def test_evaluate_json_scores_match_sklearn(labelled, tmp_path):
     for key in ("ami", "ari", "eer", "threshold", "noise", "clusters", "buckets", "images", "characters",
                 "model", "curve"):
         assert key in result
-    assert result["images"] == len(truth) and result["characters"] == 5 and result["model"] == "hsv-hist"
+    assert result["images"] == len(truth) and result["characters"] == 5 and result["model"] == "hsv-hist+faces-auto"
     assert result["pairs"] == len(truth) * (len(truth) - 1) // 2  # every pair below 3,000 images
     assert result["buckets"]["5-9"] == {"characters": 5, "images": 40, "eer": result["buckets"]["5-9"]["eer"]}
     assert result["buckets"]["2-4"]["characters"] == 0 and result["buckets"]["2-4"]["eer"] is None

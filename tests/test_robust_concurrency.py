@@ -182,7 +182,7 @@ def test_a_source_deleted_while_the_sort_plans_is_skipped(tmp_path, monkeypatch,
     root = tmp_path / "pics"
     truth = make_collection(root, characters=3, per_character=8)
     doomed = sorted(truth)[::7]
-    real_cluster = workflow.cluster
+    real_cluster = workflow.cluster_embeddings
 
     def cluster_then_delete(*args, **kwargs):
         result = real_cluster(*args, **kwargs)
@@ -190,7 +190,7 @@ def test_a_source_deleted_while_the_sort_plans_is_skipped(tmp_path, monkeypatch,
             os.remove(root / path)
         return result
 
-    monkeypatch.setattr(workflow, "cluster", cluster_then_delete)
+    monkeypatch.setattr(workflow, "cluster_embeddings", cluster_then_delete)
     out = tmp_path / "out"
     result = run_cli("sort", root, "--out", out, "--mode", mode, *FAST)
     for path in doomed:
@@ -211,13 +211,13 @@ def test_a_source_deleted_while_the_sort_plans_is_skipped(tmp_path, monkeypatch,
 def test_strict_counts_files_that_vanished_before_sorting(tmp_path, monkeypatch):
     root = tmp_path / "pics"
     truth = make_collection(root, characters=2, per_character=6)
-    real_cluster = workflow.cluster
+    real_cluster = workflow.cluster_embeddings
 
     def cluster_then_delete(*args, **kwargs):
         result = real_cluster(*args, **kwargs)
         os.remove(root / sorted(truth)[0])
         return result
 
-    monkeypatch.setattr(workflow, "cluster", cluster_then_delete)
+    monkeypatch.setattr(workflow, "cluster_embeddings", cluster_then_delete)
     result = run_cli("sort", root, "--out", tmp_path / "out", "--strict", *FAST, ok=None)
     assert result.exit_code == 3 and "strict: 1 file(s) skipped" in result.output
