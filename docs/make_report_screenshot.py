@@ -38,6 +38,7 @@ def make() -> Path:
         draw_scene([0, 1], seed=k, size=(480, 240)).save(pics / f"together_{k}.png")
     fast = ("--model", "hsv-hist", "-q", "--workers", "0", "--seed", "0")
     illusort("sort", pics, "--out", out, *fast)
+    illusort("report", out, "-q")
     first = sorted(p.name for p in out.iterdir() if p.name.startswith("character-"))[0]
     illusort("name", out, first, "Rem")
     for k in range(2):
@@ -46,7 +47,7 @@ def make() -> Path:
     illusort("report", out, "-q")
     shot = HERE / "report.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1000,820", f"--screenshot={shot}", (out / "report.html").as_uri()],
+                    "--window-size=1000,900", f"--screenshot={shot}", (out / "report.html").as_uri()],
                    check=True, capture_output=True)
     shutil.rmtree(work)
     return shot

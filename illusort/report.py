@@ -18,7 +18,7 @@ from urllib.parse import quote
 from .images import BadImage, read_image
 from .sort import MANIFEST, NOT_A_CHARACTER, REVIEW_FILES, UNSORTED, SortError, folder_of, read_manifest
 
-REPORT, THUMBS, SEEN = REVIEW_FILES  # SEEN: the entries the previous report showed
+REPORT, THUMBS, SEEN = REVIEW_FILES  # SEEN: the source files the previous report showed
 THUMB_SIDE = 160
 
 STYLE = """
@@ -93,7 +93,8 @@ def write_report(out: Path, progress: bool = True) -> tuple[Path, dict]:
     for e in tqdm(entries, desc="thumbnails", unit="img", disable=not progress or not entries, file=sys.stderr):
         # a moved file lives in OUT now; links and copies are read from the source
         thumbs[e.dest] = thumbnail(str(out / e.dest) if manifest["mode"] == "move" else e.src, cache)
-    new = {e.dest for e in entries} - seen if seen is not None else set()
+    # new = a picture the previous report did not show (one renamed or moved is not new)
+    new = {e.dest for e in entries if e.src not in seen} if seen is not None else set()
     order = folder_order(folders)
     characters = [f for f in order if f not in (UNSORTED, NOT_A_CHARACTER)]
 
@@ -134,5 +135,5 @@ def write_report(out: Path, progress: bool = True) -> tuple[Path, dict]:
     tmp = out / f".{REPORT}.tmp"
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, path)
-    seen_file.write_text(json.dumps(sorted(e.dest for e in entries), ensure_ascii=True))
+    seen_file.write_text(json.dumps(sorted({e.src for e in entries}), ensure_ascii=True))
     return path, {"images": len(entries), "characters": len(characters), "new": len(new)}
