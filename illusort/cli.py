@@ -179,7 +179,7 @@ def cluster(folder, output, **kwargs):
                    "(never forced: the rest are clustered).")
 @click.option("--threshold", "-t", type=click.FloatRange(-1, 1), default=None,
               help="--known: cosine similarity an image needs to join a known character (default: the model "
-                   "card's; higher = fewer, surer matches).")
+                   "card's 1%-false-accept point; higher = fewer, surer matches).")
 @model_options
 @cluster_options
 @fail_cleanly

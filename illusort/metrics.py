@@ -51,6 +51,15 @@ def error_curves(scores: np.ndarray, same: np.ndarray):
     return thresholds, far, frr
 
 
+def threshold_at_far(scores: np.ndarray, same: np.ndarray, far_target: float) -> float:
+    """The lowest similarity threshold whose false-accept rate is at most `far_target`.
+
+    `sort --known` compares each picture with every reference: with many references, the
+    EER point accepts some impostor far too often, so it uses a low-FAR point instead."""
+    thresholds, far, _ = error_curves(scores, same)
+    return float(thresholds[np.argmax(far <= far_target + 1e-12)])  # 1 - 99/100 is not exactly 0.01
+
+
 def sample_pairs(labels, seed: int = 0, limit: int = ALL_PAIRS_LIMIT, n_pairs: int = SAMPLED_PAIRS):
     """Index pairs (i, j), i != j, and whether they show one character.
 
@@ -105,7 +114,8 @@ def embedding_eer(vectors: np.ndarray, labels, seed: int = 0) -> dict:
     labels = np.asarray([str(x) for x in labels])
     scores, same = pair_scores(vectors, labels, seed)
     rate, threshold = eer(scores, same)
-    result = {"eer": rate, "threshold": threshold, "pairs": int(len(same)), "buckets": {}}
+    result = {"eer": rate, "threshold": threshold, "threshold_far1": threshold_at_far(scores, same, 0.01),
+              "pairs": int(len(same)), "buckets": {}}
     values, counts = np.unique(labels, return_counts=True)
     per_label = dict(zip(values, counts))
     for low, high in BUCKETS:

@@ -45,7 +45,14 @@ class LoadedModel:
 
     @property
     def threshold(self) -> float | None:
+        """Similarity at the EER point of held-out pairs: `query`'s default."""
         return self.card.get("threshold")
+
+    @property
+    def known_threshold(self) -> float | None:
+        """Similarity at 1% false accepts on held-out pairs: `sort --known`'s default, which
+        compares each picture with many references (falls back to `threshold`)."""
+        return self.card.get("known_threshold", self.threshold)
 
     @property
     def input_size(self) -> int:

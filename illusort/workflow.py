@@ -86,7 +86,7 @@ def sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink"
     """Embed (incrementally), cluster, and build OUT's character folders.
 
     Images close to a reference in `known` (KNOWN/<name>/<images>, at the model card's
-    threshold unless `threshold`) go to <name>; the rest are clustered. The user's
+    `known_threshold` unless `threshold`) go to <name>; the rest are clustered. The user's
     corrections (`name`, `merge`, `move`, folders renamed by hand) hold over both.
     Returns (plan entries, SortResult or None for a dry run, clustering, embed summary)."""
     root = check_folder(root)
@@ -102,7 +102,7 @@ def sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink"
     keys = [(r.path, r.face) for r in rows]
     matched = {}
     if known_refs:
-        threshold = model.threshold if threshold is None else threshold
+        threshold = model.known_threshold if threshold is None else threshold
         if threshold is None:
             raise ModelError(f"{model.model_id} has no calibrated threshold: give --threshold for --known")
         names, references = known_refs

@@ -238,6 +238,15 @@ def test_eer_exact_on_hand_made_scores():
         metrics.eer([0.5, 0.4], [True, True])
 
 
+def test_threshold_at_far_accepts_at_most_that_share_of_impostors():
+    impostors = np.arange(100.0)  # 100 different-character pairs scoring 0..99
+    scores = np.concatenate([impostors, [95.5, 97.5]])
+    same = np.array([False] * 100 + [True, True])
+    assert metrics.threshold_at_far(scores, same, 0.01) == 99  # one impostor of 100 still accepted
+    assert metrics.threshold_at_far(scores, same, 0.05) == 95
+    assert metrics.threshold_at_far(scores, same, 0.0) > 99
+
+
 def test_more_than_127_characters_stay_distinct():
     labels = [c for c in range(300) for _ in range(2)]
     assert len(np.unique(metrics.label_codes(labels))) == 300

@@ -143,7 +143,7 @@ def test_triplet_trains_embeds_and_resumes(labelled, tmp_path):
     split = card["split"]
     assert split["seed"] == 0 and len(split["train"]) == 6 and len(split["dev"]) == 2 and len(split["test"]) == 2
     assert set(split["train"]) | set(split["dev"]) | set(split["test"]) == {f"char{c}" for c in range(10)}
-    assert isinstance(card["threshold"], float)
+    assert isinstance(card["threshold"], float) and isinstance(card["known_threshold"], float)
     assert card["metrics"]["dev"]["eer"] is not None and card["metrics"]["test"]["eer"] is not None
     assert "ami" in card["metrics"]["test"]["clustering"]
     assert card["data"]["images"] == {"train": 36, "dev": 12, "test": 12}

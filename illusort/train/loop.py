@@ -400,7 +400,8 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
 
     def card_now(epochs_done: int) -> dict:
         card = dict(base_card, date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                    epochs=epochs_done, best_epoch=best["epoch"], threshold=best["threshold"])
+                    epochs=epochs_done, best_epoch=best["epoch"], threshold=best["threshold"],
+                    known_threshold=(best["dev"] or {}).get("threshold_far1"))
         card["metrics"] = {"dev": best["dev"]}
         return _plain(card)
 
