@@ -62,6 +62,12 @@ def model_options(func):
     return func
 
 
+recluster_option = click.option(
+    "--recluster", is_flag=True,
+    help="Cluster everything again. By default a re-run reuses the last clustering: unchanged images keep "
+         "their cluster and a few new ones (up to 10% since the last full run) join their nearest clusters.")
+
+
 def cluster_options(func):
     options = [
         click.option("--min-cluster-size", type=click.IntRange(2), default=10, show_default=True,
@@ -149,8 +155,9 @@ def embed(folder, **kwargs):
               help="Assignment CSV (path, face, cluster, probability). Default: DIR/.illusort/clusters.csv.")
 @model_options
 @cluster_options
+@recluster_option
 @fail_cleanly
-def cluster(folder, output, **kwargs):
+def cluster(folder, output, recluster, **kwargs):
     """Group FOLDER's images into characters (embeds first, incrementally)."""
     from . import workflow
 
@@ -158,7 +165,7 @@ def cluster(folder, output, **kwargs):
     model, index, summary = workflow.embed(folder, settings_from(kwargs))
     report_embedding(summary)
     with index:
-        rows, clustering = workflow.cluster(index, model, **options)
+        rows, clustering = workflow.cluster(index, model, recluster, **options)
     output = output or index.path.parent / "clusters.csv"
     workflow.write_assignment(output, rows, clustering)
     click.echo(clustering.summary())
@@ -182,8 +189,9 @@ def cluster(folder, output, **kwargs):
                    "card's 1%-false-accept point; higher = fewer, surer matches).")
 @model_options
 @cluster_options
+@recluster_option
 @fail_cleanly
-def sort(folder, out, mode, dry_run, undo, known, threshold, **kwargs):
+def sort(folder, out, mode, dry_run, undo, known, threshold, recluster, **kwargs):
     """Sort FOLDER into per-character folders: OUT/character-NNN/ and OUT/unsorted/.
 
     Never overwrites or loses a file. Re-running adds new images to the existing characters
@@ -197,7 +205,7 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, **kwargs):
         return
     options = cluster_kwargs(kwargs)
     planned, result, clustering, summary = workflow.sort(folder, out, settings_from(kwargs), mode, dry_run,
-                                                         known, threshold, **options)
+                                                         known, threshold, recluster, **options)
     report_embedding(summary)
     click.echo(clustering.summary())
     out = out or workflow.default_output(folder)

@@ -113,6 +113,27 @@ def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_c
     return Clustering(labels.astype(int), clusterer.probabilities_.astype(float), params)
 
 
+def assign_to_clusters(clustered: np.ndarray, labels: np.ndarray, new: np.ndarray, threshold: float,
+                       k: int = 10, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Place new vectors into an existing clustering without redoing it: the majority label of
+    their k most similar clustered vectors when the most similar one reaches `threshold`,
+    else noise. Returns (labels, probabilities = share of the k neighbours with that label)."""
+    out_labels, out_probs = np.full(len(new), -1), np.zeros(len(new))
+    k = min(k, len(clustered))
+    if k == 0:
+        return out_labels, out_probs
+    for start in range(0, len(new), chunk):  # memory: chunk x n similarities, not new x n
+        sims = new[start:start + chunk] @ clustered.T
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        for row, neighbours in enumerate(nearest):
+            if sims[row, neighbours].max() < threshold:
+                continue
+            votes = np.bincount(labels[neighbours] + 1)  # +1: noise (-1) counts as a label
+            winner = int(votes.argmax()) - 1
+            out_labels[start + row], out_probs[start + row] = winner, votes.max() / k
+    return out_labels, out_probs
+
+
 def agglomerative(vectors: np.ndarray, similarity: float | None, min_cluster_size: int) -> Clustering:
     n = len(vectors)
     if similarity is None:

@@ -21,7 +21,8 @@ from .weights import LoadedModel
 
 def preprocess(image: Image.Image, size: int) -> torch.Tensor:
     """Letterbox to a square on white (nothing of the character is cropped away), resize,
-    and return a float tensor in [0, 1] of shape (3, size, size)."""
+    and return a uint8 tensor of shape (3, size, size) (a quarter of the bytes of float32 to
+    pass from a decoding process; `as_input` makes the network's input)."""
     w, h = image.size
     side = max(w, h)
     if w != h:
@@ -30,7 +31,13 @@ def preprocess(image: Image.Image, size: int) -> torch.Tensor:
         image = square
     image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
     array = np.asarray(image, dtype=np.uint8).copy()
-    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def as_input(batch: torch.Tensor, device: str) -> torch.Tensor:
+    """uint8 images (n, 3, h, w) -> float in [0, 1] on `device` (channels-last on the CPU)."""
+    x = batch.to(device).float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last) if device == "cpu" else x
 
 
 class ImageFiles(Dataset):
@@ -144,9 +151,7 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
                 else:
                     fresh.append((i, digest, face_crops))
             if fresh:
-                x = torch.stack([t for *_, face_crops in fresh for _, t in face_crops]).to(device)
-                if device == "cpu":
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = as_input(torch.stack([t for *_, face_crops in fresh for _, t in face_crops]), device)
                 vectors = iter(net(x).float().cpu().numpy())
                 for i, digest, face_crops in fresh:
                     rel = todo[i]
@@ -172,7 +177,7 @@ def embed_images(model: LoadedModel, images: list[Image.Image], batch_size: int 
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             x = torch.stack([crops(im, model.input_size, model.faces)[0][1] for im in images[start:start + batch_size]])
-            out.append(model.net(x.to(model.device)).float().cpu().numpy())
+            out.append(model.net(as_input(x, model.device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

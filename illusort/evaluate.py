@@ -252,7 +252,7 @@ def layer_table(root: Path, settings, cluster_options: dict, layers=None, charac
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from .embed import ImageFiles, as_list, default_workers
+    from .embed import ImageFiles, as_input, as_list, default_workers
     from .nets import VGG_LAYERS
     from .weights import ModelError, load_model, resolve_device, with_faces
 
@@ -285,7 +285,7 @@ def layer_table(root: Path, settings, cluster_options: dict, layers=None, charac
             bar.update(len(batch))
             if not good:
                 continue
-            x = torch.stack([t for _, t in good]).to(device)
+            x = as_input(torch.stack([t for _, t in good]), device)
             out = trunk.taps((x - net.mean) / net.std, layers)  # what Embedder.features feeds the trunk
             for name in layers:
                 feats[name].append(F.normalize(out[name].float(), dim=1).cpu().numpy())

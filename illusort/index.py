@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS decisions(  -- the user's corrections; they hold for 
     character TEXT NOT NULL,         -- folder name the user gave (or 'not-a-character')
     PRIMARY KEY (path, face)
 );
+CREATE TABLE IF NOT EXISTS clusterings(  -- the last clustering per model and settings (`run`)
+    run         TEXT NOT NULL,
+    path        BLOB NOT NULL,
+    face        INTEGER NOT NULL,
+    label       INTEGER NOT NULL,
+    probability REAL NOT NULL,
+    PRIMARY KEY (run, path, face)
+);
 """
 
 
@@ -154,7 +162,19 @@ class Index:
         rows = self.db.execute("SELECT path, face, character FROM decisions")
         return {(os.fsdecode(p), f): c for p, f, c in rows}
 
+    def clustering(self, run: str) -> dict[tuple[str, int], tuple[int, float]]:
+        """(path, face) -> (label, probability) of the last clustering saved under `run`."""
+        rows = self.db.execute("SELECT path, face, label, probability FROM clusterings WHERE run=?", (run,))
+        return {(os.fsdecode(p), f): (lab, prob) for p, f, lab, prob in rows}
+
     # ---- writing -------------------------------------------------------------------------
+    def save_clustering(self, run: str, keys, labels, probabilities) -> None:
+        self.db.execute("DELETE FROM clusterings WHERE run=?", (run,))
+        self.db.executemany("INSERT INTO clusterings(run, path, face, label, probability) VALUES (?,?,?,?,?)",
+                            [(run, os.fsencode(p), int(f), int(lab), float(prob))
+                             for (p, f), lab, prob in zip(keys, labels, probabilities)])
+        self.db.commit()
+
     def decide(self, keys, character: str) -> None:
         """Record that these (path, face) rows are `character`, for this and later sorts."""
         self.db.executemany("INSERT OR REPLACE INTO decisions(path, face, character) VALUES (?,?,?)",

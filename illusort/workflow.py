@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import csv
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .cluster import Clustering, cluster_embeddings
+from .cluster import Clustering, assign_to_clusters, cluster_embeddings
 from .embed import EmbedSummary, default_workers, embed_folder, embed_images
 from .images import BadImage, read_image
 from .index import Index, Row, default_index_path
@@ -54,9 +55,44 @@ def embed(root: Path, settings: Settings, exclude: Path | None = None) -> tuple[
     return model, index, summary
 
 
-def cluster(index: Index, model: LoadedModel, **options) -> tuple[list[Row], Clustering]:
+def cluster(index: Index, model: LoadedModel, recluster: bool = False, **options) -> tuple[list[Row], Clustering]:
     rows, vectors = index.embeddings(model.model_id)
-    return rows, cluster_embeddings(vectors, **with_model_threshold(options, model))
+    return rows, cluster_rows(index, model, [(r.path, r.face) for r in rows], vectors, options, recluster)
+
+
+# A re-run whose new rows (since the last full clustering) are at most this share of the rows
+# then clustered places them into the saved clusters instead of clustering everything again.
+INCREMENTAL_SHARE = 0.1
+
+
+def cluster_rows(index: Index, model: LoadedModel, keys: list, vectors, options: dict,
+                 recluster: bool = False) -> Clustering:
+    """Cluster index rows, reusing the last clustering of the same model and settings: rows it
+    holds keep their labels, a few new ones join their nearest clusters (`assign_to_clusters`),
+    so re-running on an unchanged or slightly grown folder costs almost nothing. Many new rows,
+    a model with no threshold, or `recluster` cluster everything again."""
+    options = with_model_threshold(options, model)
+    run = json.dumps({"model": model.model_id, **options}, sort_keys=True)
+    saved = {} if recluster else index.clustering(run)
+    history = index.get_meta(f"clustered {run}", {"full": 0, "added": 0})
+    old = [i for i, key in enumerate(keys) if key in saved]
+    new = [i for i, key in enumerate(keys) if key not in saved]
+    incremental = (old and (not new or model.threshold is not None)
+                   and history["added"] + len(new) <= INCREMENTAL_SHARE * history["full"])
+    if incremental:
+        labels = np.array([saved[key][0] if key in saved else -1 for key in keys])
+        probabilities = np.array([saved[key][1] if key in saved else 0.0 for key in keys])
+        if new:
+            labels[new], probabilities[new] = assign_to_clusters(vectors[old], labels[old], vectors[new],
+                                                                 model.threshold)
+        clustering = Clustering(labels, probabilities, {"reused": len(old), "placed": len(new), **options})
+        history = {"full": history["full"], "added": history["added"] + len(new)}
+    else:
+        clustering = cluster_embeddings(vectors, **options)
+        history = {"full": len(keys), "added": 0}
+    index.save_clustering(run, keys, clustering.labels, clustering.probabilities)
+    index.set_meta(f"clustered {run}", history)
+    return clustering
 
 
 def with_model_threshold(options: dict, model: LoadedModel) -> dict:
@@ -82,7 +118,7 @@ def default_output(root: Path) -> Path:
 
 
 def sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink", dry_run: bool = False,
-         known: Path | None = None, threshold: float | None = None, **cluster_options):
+         known: Path | None = None, threshold: float | None = None, recluster: bool = False, **cluster_options):
     """Embed (incrementally), cluster, and build OUT's character folders.
 
     Images close to a reference in `known` (KNOWN/<name>/<images>, at the model card's
@@ -99,17 +135,17 @@ def sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink"
             record_renames(index, root, take_renames(root, out))
         rows, vectors = index.embeddings(model.model_id)
         decided = index.decisions()
-    keys = [(r.path, r.face) for r in rows]
-    matched = {}
-    if known_refs:
-        threshold = model.known_threshold if threshold is None else threshold
-        if threshold is None:
-            raise ModelError(f"{model.model_id} has no calibrated threshold: give --threshold for --known")
-        names, references = known_refs
-        matched = {i: name for i, name in enumerate(match_known(references, names, vectors, threshold)) if name}
-    free = [i for i in range(len(rows)) if i not in matched]
-    clustering = cluster_embeddings(vectors[free] if free else np.zeros((0, 1), np.float32),
-                                    **with_model_threshold(cluster_options, model))
+        keys = [(r.path, r.face) for r in rows]
+        matched = {}
+        if known_refs:
+            threshold = model.known_threshold if threshold is None else threshold
+            if threshold is None:
+                raise ModelError(f"{model.model_id} has no calibrated threshold: give --threshold for --known")
+            names, references = known_refs
+            matched = {i: name for i, name in enumerate(match_known(references, names, vectors, threshold)) if name}
+        free = [i for i in range(len(rows)) if i not in matched]
+        clustering = cluster_rows(index, model, [keys[i] for i in free],
+                                  vectors[free] if free else np.zeros((0, 1), np.float32), cluster_options, recluster)
     labels = np.full(len(rows), -1)
     labels[free] = clustering.labels
     folders = assign_folders(keys, labels, decided, matched, previous_folders(read_manifest(out)))

@@ -46,3 +46,40 @@ def test_cli_agglomerative(collection):
     assert "4 clusters" in result.output
     missing = run_cli("cluster", root, "--model", "hsv-hist", "-q", "--algorithm", "agglomerative", ok=False)
     assert "--similarity" in missing.output and "Traceback" not in missing.output
+
+
+class FakeModel:
+    model_id, threshold, card = "fake", 0.5, {}
+
+
+def test_rerun_reuses_the_clustering_and_places_a_few_new_rows(tmp_path, monkeypatch):
+    from illusort import workflow
+    from illusort.index import Index
+
+    x, truth = blobs(characters=5, per_character=60)
+    keys = [(f"{i}.png", 0) for i in range(len(x))]
+    options = {"min_cluster_size": 10, "umap_dims": 0, "seed": 0}
+    with Index(tmp_path / "index.db") as index:
+        first = workflow.cluster_rows(index, FakeModel(), keys[:280], x[:280], options)
+        assert adjusted_mutual_info_score(truth[:280], first.labels) > 0.95
+
+        def no_clustering(*args, **kwargs):
+            raise AssertionError("clustered again")
+
+        monkeypatch.setattr(workflow, "cluster_embeddings", no_clustering)
+        again = workflow.cluster_rows(index, FakeModel(), keys[:280], x[:280], options)
+        assert (again.labels == first.labels).all()
+        # 20 new rows (7% of 280): each joins the cluster of its character, nothing else moves
+        grown = workflow.cluster_rows(index, FakeModel(), keys, x, options)
+        assert (grown.labels[:280] == first.labels).all()
+        cluster_of = {t: first.labels[truth[:280] == t][0] for t in range(5)}
+        assert [grown.labels[i] for i in range(280, 300)] == [cluster_of[t] for t in truth[280:]]
+        monkeypatch.undo()
+        # --recluster, or many new rows since the last full run: everything is clustered again
+        calls = []
+        monkeypatch.setattr(workflow, "cluster_embeddings",
+                            lambda *a, **k: calls.append(1) or cluster_embeddings(*a, **k))
+        workflow.cluster_rows(index, FakeModel(), keys[:100], x[:100], options, recluster=True)
+        assert calls == [1]
+        workflow.cluster_rows(index, FakeModel(), keys, x, options)  # 200 new rows after a full run of 100
+        assert calls == [1, 1]

@@ -136,7 +136,7 @@ def _letterboxed(path: Path, size: int) -> np.ndarray:
     from ..embed import preprocess
 
     image, _ = read_image(path, max_side=size * 2)
-    return preprocess(image, size).mul_(255).round_().to(torch.uint8).numpy()
+    return preprocess(image, size).numpy()
 
 
 class _Decode(torch.utils.data.Dataset):
