@@ -301,13 +301,16 @@ def report(out, quiet):
 @click.option("--link", type=click.Path(path_type=Path), default=None,
               help="Also gather the matches into this folder as symlinks.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--no-update", is_flag=True,
+              help="Search the index as it is: skip looking for new or changed files (fast on huge folders).")
 @model_options
 @fail_cleanly
-def query(references, folder, top, threshold, link, as_json, **kwargs):
+def query(references, folder, top, threshold, link, as_json, no_update, **kwargs):
     """Find every image of the character in REFERENCES (one or more images) in a folder."""
     from . import workflow
 
-    hits, used, summary = workflow.query(list(references), folder, settings_from(kwargs), top, threshold)
+    hits, used, summary = workflow.query(list(references), folder, settings_from(kwargs), top, threshold,
+                                         update=not no_update)
     report_embedding(summary)
     if used is None and top is None:
         hits = hits[:20]

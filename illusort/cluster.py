@@ -73,7 +73,8 @@ def strictness_epsilon(strictness: float) -> float:
 
 def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_cluster_size: int = 10,
                        strictness: float | None = 0.5, min_samples: int = 1, umap_dims: int = 32,
-                       n_neighbors: int = 15, seed: int | None = None, similarity: float | None = None) -> Clustering:
+                       n_neighbors: int = 15, seed: int | None = None, similarity: float | None = None,
+                       pca_dims: int = 0, umap_epochs: int | None = None) -> Clustering:
     """Cluster L2-normalised embeddings. `umap_dims=0` clusters the raw vectors.
 
     `strictness` (0 loose .. 1 strict) is how readily look-alikes share a cluster: HDBSCAN
@@ -98,7 +99,7 @@ def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_c
               "n_neighbors": n_neighbors, "seed": seed, "strictness": strictness}
     if n < 2 * mcs:  # too few to form two groups: nothing to cluster
         return Clustering(np.full(n, -1), np.zeros(n), params)
-    reduced = reduce_dimensions(vectors, umap_dims, n_neighbors, seed)
+    reduced = reduce_dimensions(vectors, umap_dims, n_neighbors, seed, pca_dims, umap_epochs)
     params["umap_dims"] = reduced.shape[1] if reduced is not vectors else 0
     if strictness is None or reduced is vectors:
         params.update(selection="eom", epsilon=0.0)
@@ -156,16 +157,23 @@ def agglomerative(vectors: np.ndarray, similarity: float | None, min_cluster_siz
     return Clustering(labels, (labels >= 0).astype(float), params)
 
 
-def reduce_dimensions(vectors: np.ndarray, dims: int, n_neighbors: int = 15, seed: int | None = None) -> np.ndarray:
-    """UMAP (cosine metric) to `dims`; returns the input when it is already that small."""
+def reduce_dimensions(vectors: np.ndarray, dims: int, n_neighbors: int = 15, seed: int | None = None,
+                      pca_dims: int = 0, epochs: int | None = None) -> np.ndarray:
+    """UMAP (cosine metric) to `dims`; returns the input when it is already that small.
+    `pca_dims`: PCA first (UMAP's neighbour search costs grow with the dimensions);
+    `epochs`: UMAP's optimisation epochs (its default: 200 above 10,000 items, else 500)."""
     n, d = vectors.shape
     if dims <= 0 or d <= dims or n < UMAP_MIN_ITEMS:
         return vectors
+    if pca_dims and d > pca_dims:
+        from sklearn.decomposition import PCA
+
+        vectors = PCA(pca_dims, random_state=0).fit_transform(vectors).astype(np.float32)
     os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "illusort-numba"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns about n_jobs with a seed, and about tiny inputs
         import umap
 
         reducer = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, n - 1), min_dist=0.0,
-                            metric="cosine", random_state=seed)
+                            metric="cosine", random_state=seed, n_epochs=epochs)
         return reducer.fit_transform(vectors)

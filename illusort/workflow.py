@@ -42,12 +42,16 @@ def check_folder(root: Path) -> Path:
     return root
 
 
+def open_index(root: Path, settings: Settings) -> tuple[LoadedModel, Index]:
+    """The model and DIR's index, as they are (nothing embedded)."""
+    root = check_folder(root)
+    model = with_faces(load_model(settings.model, settings.layer, resolve_device(settings.device)), settings.faces)
+    return model, Index(settings.index or default_index_path(root))
+
+
 def embed(root: Path, settings: Settings, exclude: Path | None = None) -> tuple[LoadedModel, Index, EmbedSummary]:
     """Bring DIR's index up to date; returns the model, the open index and what was done."""
-    root = check_folder(root)
-    device = resolve_device(settings.device)
-    model = with_faces(load_model(settings.model, settings.layer, device), settings.faces)
-    index = Index(settings.index or default_index_path(root))
+    model, index = open_index(root, settings)
     with index.writing():
         summary = embed_folder(root, model, index, batch_size=settings.batch_size,
                                workers=default_workers() if settings.workers is None else settings.workers,
@@ -248,10 +252,15 @@ def move_images(out: Path, files: list[Path], to: str, index_path: Path | None =
 
 
 def query(references: list[Path], root: Path, settings: Settings, top: int | None = None,
-          threshold: float | None = None) -> tuple[list[tuple[str, float]], float | None, EmbedSummary]:
+          threshold: float | None = None, update: bool = True) -> tuple[list[tuple[str, float]], float | None,
+                                                                        EmbedSummary]:
     """Images of ROOT ranked by similarity to the reference images (the model card's threshold
-    by default). Returns ([(path, score)], threshold used, embed summary)."""
-    model, index, summary = embed(root, settings)
+    by default); `update=False` searches the index as it is, without scanning ROOT for new
+    files first. Returns ([(path, score)], threshold used, embed summary)."""
+    if update:
+        model, index, summary = embed(root, settings)
+    else:
+        (model, index), summary = open_index(root, settings), EmbedSummary()
     images = []
     for ref in references:
         try:

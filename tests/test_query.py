@@ -42,3 +42,19 @@ def test_unreadable_reference_is_a_clean_error(collection, tmp_path):
     bad.write_text("nope")
     result = run_cli("query", bad, "--in", root, *FAST, ok=False)
     assert "reference" in result.output and "Traceback" not in result.output
+
+
+def test_no_update_searches_the_index_as_it_is(collection, tmp_path):
+    root, truth = collection
+    ref = tmp_path / "ref.png"
+    draw_character(2, 777).save(ref)
+    run_cli("embed", root, *FAST)
+    draw_character(2, 778).save(root / "late.png")
+
+    def found(*extra):
+        result = run_cli("query", ref, "--in", root, "--threshold", "0.9", "--json", *FAST, *extra)
+        return {m["path"] for m in json.loads(result.stdout)["matches"]}
+
+    stale = found("--no-update")
+    assert "late.png" not in stale and {truth[p] for p in stale} == {2}
+    assert found() == stale | {"late.png"}
