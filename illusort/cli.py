@@ -136,13 +136,27 @@ def main():
 
 @main.command()
 @click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Embed on Ray (pip install 'illusort[ray]'): a local instance, or --ray-address's cluster, "
+                   "whose nodes see FOLDER at the same path.")
+@click.option("--ray-address", default=None, metavar="ADDRESS", help="Ray cluster to join ('auto', ray://host:port).")
+@click.option("--ray-actors", type=click.IntRange(1), default=None, help="Model replicas (default: one per CPU).")
 @model_options
 @fail_cleanly
-def embed(folder, **kwargs):
+def embed(folder, use_ray, ray_address, ray_actors, **kwargs):
     """Embed every image below FOLDER into its index (incremental; resumes when interrupted)."""
     from . import workflow
 
-    model, index, summary = workflow.embed(folder, settings_from(kwargs))
+    runner = None
+    settings = settings_from(kwargs)
+    if use_ray or ray_address:
+        from .distributed import ray_runner
+
+        try:
+            runner = ray_runner(ray_address, ray_actors, settings.model)
+        except RuntimeError as error:
+            raise click.ClickException(str(error)) from None
+    model, index, summary = workflow.embed(folder, settings, runner=runner)
     index.close()
     click.echo(f"model {model.model_id}; index {index.path}", err=True)
     report_embedding(summary)

@@ -96,8 +96,13 @@ def stat_key(path: Path) -> tuple[int, int]:
 
 
 def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: int = 32, workers: int = 2,
-                 progress: bool = True, exclude: Path | None = None) -> EmbedSummary:
-    """Bring the index of `root` up to date for `model`. Safe to interrupt and run again."""
+                 progress: bool = True, exclude: Path | None = None, runner=None) -> EmbedSummary:
+    """Bring the index of `root` up to date for `model`. Safe to interrupt and run again.
+
+    `runner(root, todo, model, index, batch_size, workers)` yields batches of per-file results
+    (i into todo, digest, error, faces) where error = (reason, transient) and faces = [(box,
+    vector)], or None to reuse the indexed rows of the same content: `local_results` here,
+    `illusort.distributed.ray_results` on a Ray cluster. Results are written as they come."""
     root = Path(root)
     summary = EmbedSummary()
     paths = [p.as_posix() for p in find_images(root, exclude)]
@@ -122,44 +127,29 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
         else:
             todo.append(rel)
     index.remove(model.model_id, [rel for rel, _ in unreadable])  # no stale vector for a file now unusable
-    loader = DataLoader(ImageFiles(root, todo, model.input_size, model.faces), batch_size=batch_size,
-                        num_workers=workers if len(todo) > batch_size else 0, collate_fn=as_list,
-                        persistent_workers=False)
-    keep_freed_memory()
-    net, device = model.net, model.device
-    if device == "cpu":
-        net = net.to(memory_format=torch.channels_last)
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress or not todo,
                file=sys.stderr)
-    with torch.inference_mode():
-        for batch in loader:
-            fresh = []
-            for i, digest, face_crops, error in batch:
-                rel = todo[i]
-                reuse = index.rows_by_digest(model.model_id, digest) if digest else []
-                if error is not None and error[1]:  # unreadable now: not recorded, so retried next run
-                    index.remove(model.model_id, [rel])
-                    unreadable.append((rel, error[0]))
-                elif error is not None:  # bad content: recorded, not retried until the file changes
-                    index.put(model.model_id, rel, *stats[rel], None, [Row(rel, 0, None, None, error[0])])
-                elif reuse:  # same content as a file already indexed (touched or renamed)
-                    index.put(model.model_id, rel, *stats[rel], digest,
-                              [Row(rel, r.face, r.box, r.vector, r.error) for r in reuse])
-                    summary.reused += 1
-                else:
-                    fresh.append((i, digest, face_crops))
-            if fresh:
-                x = as_input(torch.stack([t for *_, face_crops in fresh for _, t in face_crops]), device)
-                vectors = iter(net(x).float().cpu().numpy())
-                for i, digest, face_crops in fresh:
-                    rel = todo[i]
-                    index.put(model.model_id, rel, *stats[rel], digest,
-                              [Row(rel, face, box, next(vectors)) for face, (box, _) in enumerate(face_crops)])
-                summary.embedded += len(fresh)
-            index.commit()
-            bar.update(len(batch))
+    for results in (runner or local_results)(root, todo, model, index, batch_size, workers):
+        for i, digest, error, faces in results:
+            rel = todo[i]
+            if error is not None and error[1]:  # unreadable now: not recorded, so retried next run
+                index.remove(model.model_id, [rel])
+                unreadable.append((rel, error[0]))
+            elif error is not None:  # bad content: recorded, not retried until the file changes
+                index.put(model.model_id, rel, *stats[rel], None, [Row(rel, 0, None, None, error[0])])
+            elif faces is None:  # same content as a file already indexed (touched or renamed)
+                index.put(model.model_id, rel, *stats[rel], digest,
+                          [Row(rel, r.face, r.box, r.vector, r.error)
+                           for r in index.rows_by_digest(model.model_id, digest)])
+                summary.reused += 1
+            else:
+                index.put(model.model_id, rel, *stats[rel], digest,
+                          [Row(rel, face, box, vector) for face, (box, vector) in enumerate(faces)])
+                summary.embedded += 1
+        index.commit()
+        bar.update(len(results))
     bar.close()
     vanished = set(known) - set(paths)  # dropped last, so a renamed file could reuse its rows
     index.remove(model.model_id, vanished)
@@ -168,6 +158,34 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
     # this run's unreadable files and this and earlier runs' bad content
     summary.skipped = sorted(unreadable + index.errors(model.model_id))
     return summary
+
+
+def local_results(root: Path, todo: list[str], model: LoadedModel, index: Index, batch_size: int, workers: int):
+    """Decode in worker processes while the network runs here; content already in the index
+    (a touched or renamed file) is not embedded again."""
+    loader = DataLoader(ImageFiles(root, todo, model.input_size, model.faces), batch_size=batch_size,
+                        num_workers=workers if len(todo) > batch_size else 0, collate_fn=as_list,
+                        persistent_workers=False)
+    keep_freed_memory()
+    net, device = model.net, model.device
+    if device == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for batch in loader:
+            results, fresh = [], []
+            for i, digest, face_crops, error in batch:
+                if error is not None:
+                    results.append((i, None, error, None))
+                elif index.rows_by_digest(model.model_id, digest):
+                    results.append((i, digest, None, None))
+                else:
+                    fresh.append((i, digest, face_crops))
+            if fresh:
+                x = as_input(torch.stack([t for *_, face_crops in fresh for _, t in face_crops]), device)
+                vectors = iter(net(x).float().cpu().numpy())
+                results += [(i, digest, None, [(box, next(vectors)) for box, _ in face_crops])
+                            for i, digest, face_crops in fresh]
+            yield results
 
 
 def embed_images(model: LoadedModel, images: list[Image.Image], batch_size: int = 32) -> np.ndarray:

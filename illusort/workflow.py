@@ -49,13 +49,15 @@ def open_index(root: Path, settings: Settings) -> tuple[LoadedModel, Index]:
     return model, Index(settings.index or default_index_path(root))
 
 
-def embed(root: Path, settings: Settings, exclude: Path | None = None) -> tuple[LoadedModel, Index, EmbedSummary]:
-    """Bring DIR's index up to date; returns the model, the open index and what was done."""
+def embed(root: Path, settings: Settings, exclude: Path | None = None,
+          runner=None) -> tuple[LoadedModel, Index, EmbedSummary]:
+    """Bring DIR's index up to date; returns the model, the open index and what was done.
+    `runner`: where the images are embedded (see `embed.embed_folder`; default here)."""
     model, index = open_index(root, settings)
     with index.writing():
         summary = embed_folder(root, model, index, batch_size=settings.batch_size,
                                workers=default_workers() if settings.workers is None else settings.workers,
-                               progress=settings.progress, exclude=exclude)
+                               progress=settings.progress, exclude=exclude, runner=runner)
     return model, index, summary
 
 
