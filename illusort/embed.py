@@ -173,10 +173,11 @@ def local_results(root: Path, todo: list[str], model: LoadedModel, index: Index,
     with torch.inference_mode():
         for batch in loader:
             results, fresh = [], []
+            indexed = index.known_digests(model.model_id, [digest for _, digest, _, _ in batch if digest])
             for i, digest, face_crops, error in batch:
                 if error is not None:
                     results.append((i, None, error, None))
-                elif index.rows_by_digest(model.model_id, digest):
+                elif digest in indexed:
                     results.append((i, digest, None, None))
                 else:
                     fresh.append((i, digest, face_crops))
@@ -219,4 +220,8 @@ def keep_freed_memory() -> None:
 
 
 def default_workers() -> int:
-    return min(4, os.cpu_count() or 1)
+    """Decoding processes beside the network. With two cores or fewer, none: the forward pass
+    already uses every core, and passing images between processes cost more than decoding
+    them in line (measured: benchmarks/PERFORMANCE.md)."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores - 1)

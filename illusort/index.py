@@ -140,6 +140,13 @@ class Index:
         first = rows[0][0]
         return [_row(os.fsdecode(r[0]), *r[1:]) for r in rows if r[0] == first]
 
+    def known_digests(self, model: str, digests: list[str]) -> set[str]:
+        """Which of these content hashes the index already holds (one query per batch)."""
+        marks = ",".join("?" * len(digests))
+        rows = self.db.execute(f"SELECT DISTINCT digest FROM items WHERE model=? AND digest IN ({marks})",
+                               (model, *digests)) if digests else []
+        return {d for (d,) in rows}
+
     def embeddings(self, model: str) -> tuple[list[Row], np.ndarray]:
         """All usable rows of `model` (sorted by path, face) and their vectors as one float32 matrix."""
         rows = self.db.execute("SELECT path, face, box, vector FROM items WHERE model=? AND vector IS NOT NULL "
