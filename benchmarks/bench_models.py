@@ -34,14 +34,16 @@ def pct(x):
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def score_model(spec: str, data: Path, split_card: dict, batch_size: int, faces: str = "off") -> dict:
+def score_model(spec: str, data: Path, split_card: dict, batch_size: int, faces: str = "off",
+                precision: str = "float32") -> dict:
     from illusort.evaluate import labelled_images, score, select_characters
     from illusort.metrics import embedding_eer
     from illusort.workflow import Settings, embed
 
     items = select_characters(labelled_images(data, depth=2), split_card, "test", "the split model")
     start = time.perf_counter()
-    model, index, summary = embed(data, Settings(model=spec, batch_size=batch_size, progress=False, faces=faces))
+    model, index, summary = embed(data, Settings(model=spec, batch_size=batch_size, progress=False, faces=faces,
+                                                  precision=precision))
     seconds = time.perf_counter() - start
     with index:
         rows, vectors = index.embeddings(model.model_id)
@@ -104,6 +106,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--faces", default="off", help="face crops: off (whole images, as RESULTS.md), auto, always")
+    parser.add_argument("--precision", default="float32", help="float32 or bfloat16")
     parser.add_argument("--write", type=Path, default=None)
     parser.add_argument("--section", default="models")
     parser.add_argument("--json", type=Path, default=None, help="also save the raw results")
@@ -117,7 +120,7 @@ def main() -> None:
     results = []
     for spec in args.models:
         print(f"scoring {spec} ...", file=sys.stderr)
-        results.append(score_model(spec, args.data, split_card, args.batch_size, args.faces))
+        results.append(score_model(spec, args.data, split_card, args.batch_size, args.faces, args.precision))
     body = markdown(results, args, split_card)
     print(body)
     if args.json:

@@ -51,6 +51,8 @@ def model_options(func):
         click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
                      help="Index file (default: DIR/.illusort/index.db)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True),
+        click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+                     help="bfloat16: faster on CPUs and GPUs with bf16 units (measured: benchmarks/PERFORMANCE.md)."),
         click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
         click.option("--workers", type=click.IntRange(0), default=None,
                      help="Decoding processes (default: up to 4, by CPU count)."),
@@ -99,7 +101,8 @@ def settings_from(kwargs):
 
     return Settings(model=kwargs.pop("model"), layer=kwargs.pop("layer"), index=kwargs.pop("index_path"),
                     device=kwargs.pop("device"), batch_size=kwargs.pop("batch_size"),
-                    workers=kwargs.pop("workers"), progress=not kwargs.pop("quiet"), faces=kwargs.pop("faces"))
+                    workers=kwargs.pop("workers"), progress=not kwargs.pop("quiet"), faces=kwargs.pop("faces"),
+                    precision=kwargs.pop("precision"))
 
 
 def cluster_kwargs(kwargs):

@@ -19,18 +19,17 @@ from .weights import LoadedModel
 class _Embedder:
     """A Ray actor: the model, loaded once, embedding batches of files (one row per face)."""
 
-    def __init__(self, model_spec: str | None, layer: str | None, faces: str, model_id: str):
+    def __init__(self, model_spec: str | None, layer: str | None, faces: str, precision: str, model_id: str):
         import torch
 
-        from .weights import load_model, with_faces
+        from .weights import load_model, with_faces, with_precision
 
         torch.set_num_threads(1)  # one actor per CPU
-        self.model = with_faces(load_model(model_spec, layer, "cpu", quiet=True), faces)
+        self.model = with_precision(with_faces(load_model(model_spec, layer, "cpu", quiet=True), faces), precision)
         if self.model.model_id != model_id:  # another file under the same name on this node
             raise RuntimeError(f"this node loads {self.model.model_id}, the driver {model_id}")
         size = self.model.input_size
-        with torch.inference_mode():
-            self.dim = int(self.model.net(torch.zeros(1, 3, size, size)).shape[1])
+        self.dim = self.model.forward(torch.zeros(1, 3, size, size)).shape[1]
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -51,8 +50,7 @@ class _Embedder:
                 crops.append(tensor)
         vectors = iter(np.zeros((0, self.dim), np.float32))
         if crops:
-            with torch.inference_mode():
-                vectors = iter(self.model.net(as_input(torch.stack(crops), "cpu")).float().numpy())
+            vectors = iter(self.model.forward(as_input(torch.stack(crops), "cpu")))
         for i, digest, error, transient, face, n_faces, box in owners:
             for key, value in zip(out, (i, digest, error, transient, face, n_faces, json.dumps(box),
                                         next(vectors) if face >= 0 else np.zeros(self.dim, np.float32))):
@@ -77,7 +75,7 @@ def ray_runner(address: str | None = None, actors: int | None = None, model_spec
         items = [{"i": i, "path": rel, "root": str(Path(root).resolve())} for i, rel in enumerate(todo)]
         pool = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
         dataset = ray.data.from_items(items).map_batches(
-            _Embedder, fn_constructor_args=(model_spec, model.card.get("layer"), model.faces, model.model_id),
+            _Embedder, fn_constructor_args=(model_spec, model.card.get("layer"), model.faces, model.precision, model.model_id),
             batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1)
         pending: dict[int, dict] = {}  # a file's faces may arrive in different batches
         for batch in dataset.iter_batches(batch_size=batch_size, batch_format="numpy"):

@@ -167,36 +167,33 @@ def local_results(root: Path, todo: list[str], model: LoadedModel, index: Index,
                         num_workers=workers if len(todo) > batch_size else 0, collate_fn=as_list,
                         persistent_workers=False)
     keep_freed_memory()
-    net, device = model.net, model.device
-    if device == "cpu":
-        net = net.to(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        for batch in loader:
-            results, fresh = [], []
-            indexed = index.known_digests(model.model_id, [digest for _, digest, _, _ in batch if digest])
-            for i, digest, face_crops, error in batch:
-                if error is not None:
-                    results.append((i, None, error, None))
-                elif digest in indexed:
-                    results.append((i, digest, None, None))
-                else:
-                    fresh.append((i, digest, face_crops))
-            if fresh:
-                x = as_input(torch.stack([t for *_, face_crops in fresh for _, t in face_crops]), device)
-                vectors = iter(net(x).float().cpu().numpy())
-                results += [(i, digest, None, [(box, next(vectors)) for box, _ in face_crops])
-                            for i, digest, face_crops in fresh]
-            yield results
+    if model.device == "cpu":
+        model.net.to(memory_format=torch.channels_last)
+    for batch in loader:
+        results, fresh = [], []
+        indexed = index.known_digests(model.model_id, [digest for _, digest, _, _ in batch if digest])
+        for i, digest, face_crops, error in batch:
+            if error is not None:
+                results.append((i, None, error, None))
+            elif digest in indexed:
+                results.append((i, digest, None, None))
+            else:
+                fresh.append((i, digest, face_crops))
+        if fresh:
+            x = as_input(torch.stack([t for *_, face_crops in fresh for _, t in face_crops]), model.device)
+            vectors = iter(model.forward(x))
+            results += [(i, digest, None, [(box, next(vectors)) for box, _ in face_crops])
+                        for i, digest, face_crops in fresh]
+        yield results
 
 
 def embed_images(model: LoadedModel, images: list[Image.Image], batch_size: int = 32) -> np.ndarray:
     """Embed PIL images held in memory (query and known-character references): one vector
     per image, of its largest face when the model embeds faces."""
     out = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = torch.stack([crops(im, model.input_size, model.faces)[0][1] for im in images[start:start + batch_size]])
-            out.append(model.net(as_input(x, model.device)).float().cpu().numpy())
+    for start in range(0, len(images), batch_size):
+        x = torch.stack([crops(im, model.input_size, model.faces)[0][1] for im in images[start:start + batch_size]])
+        out.append(model.forward(as_input(x, model.device)))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

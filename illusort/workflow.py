@@ -19,7 +19,7 @@ from .index import Index, Row, default_index_path
 from .query import match_known, rank
 from .sort import (MANIFEST, Entry, SortError, SortResult, apply_sort, assign_folders, check_folder_name,
                    check_output, folder_of, plan_entries, previous_folders, read_manifest, relocate, take_renames)
-from .weights import LoadedModel, ModelError, load_model, resolve_device, with_faces
+from .weights import LoadedModel, ModelError, load_model, resolve_device, with_faces, with_precision
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Settings:
     workers: int | None = None
     progress: bool = True
     faces: str = "auto"           # face crops: auto | always | off (see faces.py)
+    precision: str = "float32"    # or bfloat16 (faster on CPUs with bf16 units)
 
 
 def check_folder(root: Path) -> Path:
@@ -46,6 +47,7 @@ def open_index(root: Path, settings: Settings) -> tuple[LoadedModel, Index]:
     """The model and DIR's index, as they are (nothing embedded)."""
     root = check_folder(root)
     model = with_faces(load_model(settings.model, settings.layer, resolve_device(settings.device)), settings.faces)
+    model = with_precision(model, settings.precision)
     return model, Index(settings.index or default_index_path(root))
 
 

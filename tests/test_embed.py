@@ -108,3 +108,14 @@ def test_killed_embed_resumes_to_the_same_index(tmp_path, tiny_cnn):
     b = Index(default_index_path(fresh)).embeddings(model.model_id)
     assert [r.path for r in a[0]] == [r.path for r in b[0]] and len(a[0]) == 240
     np.testing.assert_allclose(a[1], b[1], atol=1e-5)
+
+
+def test_bfloat16_rows_are_kept_apart_and_close_to_float32(collection, tiny_cnn):
+    root, truth = collection
+    for precision in ("float32", "bfloat16"):
+        run_cli("embed", root, "--model", tiny_cnn, "--precision", precision, "-q", "--workers", "0")
+    with Index(default_index_path(root)) as index:
+        rows32, v32 = index.embeddings(index_key(tiny_cnn))
+        rows16, v16 = index.embeddings(index_key(tiny_cnn) + "+bfloat16")
+    assert [r.path for r in rows32] == [r.path for r in rows16] and len(rows16) == len(truth)
+    assert (np.sum(v32 * v16, axis=1) > 0.99).all() and not np.array_equal(v32, v16)
