@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 VARIANTS = {
-    "UMAP-32 + HDBSCAN (default)": {},
+    "UMAP-32 + HDBSCAN (default)": {"pca_dims": 0},
     "PCA-64 → UMAP-32 + HDBSCAN": {"pca_dims": 64},
     "PCA-64 → UMAP-32 (50 epochs) + HDBSCAN": {"pca_dims": 64, "umap_epochs": 50},
 }

@@ -55,7 +55,7 @@ def main() -> None:
     for dims in (32, 0):
         for mcs in (2, 3, 5, 10):
             c = cluster_embeddings(vectors, min_cluster_size=mcs, min_samples=1, umap_dims=dims, seed=0,
-                                   strictness=None)
+                                   strictness=None, pca_dims=0)
             row(f"{'UMAP-32 + ' if dims else ''}HDBSCAN mcs {mcs}", c.labels)
     for similarity in (0.35, 0.45, 0.55):
         for linkage in ("average", "complete"):

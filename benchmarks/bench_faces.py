@@ -27,7 +27,7 @@ import numpy as np
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 MODES = ("off", "always", "auto")
 SHARES = (0.5, 0.6, 0.7, 0.8)
-PAPER = {"min_cluster_size": 10, "min_samples": 1, "umap_dims": 32, "strictness": None}
+PAPER = {"min_cluster_size": 10, "min_samples": 1, "umap_dims": 32, "strictness": None, "pca_dims": 0}
 
 
 def make_scene(src: Path, dest: Path, seed: int) -> None:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-PAPER = {"min_cluster_size": 10, "min_samples": 1, "umap_dims": 32, "seed": 0, "strictness": None}
-SMALL = {"min_cluster_size": 2, "min_samples": 1, "umap_dims": 32, "seed": 0, "strictness": None}
+PAPER = {"min_cluster_size": 10, "min_samples": 1, "umap_dims": 32, "seed": 0, "strictness": None, "pca_dims": 0}
+SMALL = {"min_cluster_size": 2, "min_samples": 1, "umap_dims": 32, "seed": 0, "strictness": None, "pca_dims": 0}
 
 
 def pct(x):

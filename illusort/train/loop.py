@@ -524,7 +524,7 @@ def score_test_set(net, layer, images, labels, sources, size, device, seed) -> d
     if result is None:
         return None
     result.update(characters=len(set(labels)), images=len(labels))
-    clustering = cluster_embeddings(vectors, min_cluster_size=10, seed=seed, strictness=None)
+    clustering = cluster_embeddings(vectors, min_cluster_size=10, seed=seed, strictness=None, pca_dims=0)
     result["clustering"] = {**clustering_scores(labels, clustering.labels), "params": clustering.params}
     by_source = sorted(set(sources))
     if len(by_source) > 1:
