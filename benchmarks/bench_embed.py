@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: illusort's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -110,6 +110,8 @@ def main() -> None:
             assert summary.unchanged == args.n, summary.line()
             firsts.append(first)
             seconds.append(second)
+        bf16_first, summary = timed_embed(work / "pics", Settings(**{**settings.__dict__, "precision": "bfloat16"}))
+        assert summary.embedded == args.n, summary.line()
         faces_n = min(args.n, 500)
         shutil.rmtree(work / "pics" / ".illusort", ignore_errors=True)
         for extra in sorted((work / "pics").glob("*.jpg"))[faces_n:]:
@@ -134,10 +136,17 @@ def main() -> None:
         print(f"## embed — {time.strftime('%Y-%m-%d')}, {platform.machine()} ({os.cpu_count()} cores), "
               f"{torch.get_num_threads()} torch threads, model {model.model_id} at {size}px, "
               f"median of {args.repeats}\n")
-        print(f"`python benchmarks/bench_embed.py --n {args.n} --size {args.size} --workers {args.workers}`\n")
+        from illusort.embed import default_workers
+
+        workers = default_workers() if args.workers is None else args.workers
+        print(f"`python benchmarks/bench_embed.py --n {args.n} --size {args.size}` ({workers} decoding processes; "
+              "0 = decoding in line)\n")
         print("| measurement | value | ratio |\n| --- | --- | --- |")
         print(f"| whole `embed --faces off`, first run ({args.n} JPEGs {args.size}px) | {whole:.1f} img/s | "
               f"{whole / bare:.2f} of bare forward |")
+        print(f"| whole `embed --faces off --precision bfloat16` (one run) | {args.n / bf16_first:.1f} img/s | "
+              f"{args.n / bf16_first / bare:.2f} of the float32 bare forward, {args.n / bf16_first / bf16:.2f} "
+              "of the bfloat16 one |")
         print(f"| whole `embed --faces auto` ({faces_n} of them) | {faces_n / faces_seconds:.1f} img/s | "
               f"{faces_n / faces_seconds / bare:.2f} of bare forward |")
         print(f"| bare forward, float32, pre-decoded tensors | {bare:.1f} img/s | 1 |")
