@@ -259,3 +259,27 @@ def test_clear_errors(labelled, tmp_path, monkeypatch):
     assert "labelled" in result.output
     result = run_cli("train", labelled, "--out", tmp_path / "none.pt", "--resume", ok=False)
     assert "nothing to resume" in result.output
+
+
+def test_train_on_face_crops(tmp_path, monkeypatch):
+    from conftest import draw_scene
+
+    from illusort import embed
+
+    root = tmp_path / "scenes"
+    for kind in range(5):
+        (root / f"chara-{kind}").mkdir(parents=True)
+        for k in range(4):
+            draw_scene([kind % 3], seed=10 * kind + k).save(root / f"chara-{kind}" / f"{k}.png")
+    boxes, crops = [], embed.crops
+
+    def recorded(image, size, faces="off"):
+        result = crops(image, size, faces)
+        boxes.append(result[0][0])
+        return result
+
+    monkeypatch.setattr(embed, "crops", recorded)
+    out = tmp_path / "faces.pt"
+    run_cli("train", root, "--out", out, "--faces", "always", *FAST, *TRIPLET)
+    assert card_of(out)["hyper"]["faces"] == "always"
+    assert len(boxes) == 20 and all(box is not None for box in boxes), "every training image cut to its face"

@@ -131,24 +131,26 @@ def split_characters(items: list[Item], seed: int = 0, fractions=(3, 1, 1)) -> d
     return {k: sorted(v) for k, v in split.items()}
 
 
-def _letterboxed(path: Path, size: int) -> np.ndarray:
-    """`embed.preprocess` as uint8 (3, size, size): the exact pixels `embed` feeds the net."""
-    from ..embed import preprocess
+def _letterboxed(path: Path, size: int, faces: str = "off") -> np.ndarray:
+    """uint8 (3, size, size): the exact pixels `embed` feeds the net (its largest face with
+    face crops: a training image shows one character)."""
+    from ..embed import crops
+    from ..faces import DECODE_SIDE
 
-    image, _ = read_image(path, max_side=size * 2)
-    return preprocess(image, size).numpy()
+    image, _ = read_image(path, max_side=size * 2 if faces == "off" else DECODE_SIDE)
+    return crops(image, size, faces)[0][1].numpy()
 
 
 class _Decode(torch.utils.data.Dataset):
-    def __init__(self, paths, size):
-        self.paths, self.size = paths, size
+    def __init__(self, paths, size, faces):
+        self.paths, self.size, self.faces = paths, size, faces
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
         try:
-            return i, _letterboxed(self.paths[i], self.size), None
+            return i, _letterboxed(self.paths[i], self.size, self.faces), None
         except BadImage as error:
             return i, None, str(error)
 
@@ -158,11 +160,11 @@ def _collate(batch):
 
 
 def decode_images(paths: list[Path], size: int, workers: int = 2, progress: bool = False,
-                  desc: str = "decoding") -> tuple[torch.Tensor, list[int], list[tuple[str, str]]]:
+                  desc: str = "decoding", faces: str = "off") -> tuple[torch.Tensor, list[int], list[tuple[str, str]]]:
     """Decode every image once: (uint8 tensor (n_ok, 3, size, size), indices kept, [(path, reason)])."""
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     ok, bad = np.zeros(len(paths), bool), []
-    loader = torch.utils.data.DataLoader(_Decode(paths, size), batch_size=32, collate_fn=_collate,
+    loader = torch.utils.data.DataLoader(_Decode(paths, size, faces), batch_size=32, collate_fn=_collate,
                                          num_workers=workers if len(paths) > 64 else 0)
     import sys
 

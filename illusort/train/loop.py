@@ -245,7 +245,7 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
           device: str = "auto", input_size: int | None = None, embed_dim: int | None = None, k: int = 3000,
           seed: int = 0, resume: bool = False, overwrite: bool = False, workers: int | None = None,
           dev_dirs=(), label_depth: int = 1, per_class: int = 10, random_extra: int = 100, margin: float = 0.1,
-          loss: str = "triplet", optimizer: str = "sgd",
+          loss: str = "triplet", optimizer: str = "sgd", faces: str = "off",
           momentum: float = 0.9, weight_decay: float | None = None, progress: bool = True,
           checkpoint_minutes: float = 10.0, command: str | None = None, log=None) -> dict:
     """Train a model on labelled folders (`DIR/<character>/<images>`; DeepCluster also takes
@@ -289,6 +289,7 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
             method, arch, init, epochs, lr, batch_size, input_size, embed_dim, k, seed, per_class,
             random_extra, margin, momentum, weight_decay, loss, optimizer)
         config["label_depth"] = int(label_depth)
+        config["faces"] = faces
         out = Path(out) if out else default_out(method, config["arch"])
         if not overwrite and (out.exists() or last_path(out).exists()):
             raise TrainError(f"{out} already exists: add --resume to continue its training, or --overwrite "
@@ -330,13 +331,19 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
         raise TrainError(f"too few training images ({len(train_items)})")
 
     store = train_store_size(size)
+    faces = config.get("faces", "off")
+    if faces != "off":
+        from ..faces import check_detector
+
+        check_detector()
     train_images, kept, bad = decode_images([it.path for it in train_items], store, workers, progress,
-                                            "decoding train")
+                                            "decoding train", faces)
     train_items = [train_items[i] for i in kept]
-    dev_images, kept, bad_dev = decode_images([it.path for it in dev_items], size, workers, progress, "decoding dev")
+    dev_images, kept, bad_dev = decode_images([it.path for it in dev_items], size, workers, progress,
+                                              "decoding dev", faces)
     dev_items = [dev_items[i] for i in kept]
     test_images, kept, bad_test = decode_images([it.path for it in test_items], size, workers, progress,
-                                                "decoding test")
+                                                "decoding test", faces)
     test_items = [test_items[i] for i in kept]
     bad += bad_dev + bad_test
     for path, reason in bad[:10]:
