@@ -109,3 +109,31 @@ def test_known_characters_take_their_images_and_never_force_the_rest(collection,
         assert all(f.startswith("character-") or f == "unsorted" for f in folder_of_character(where, k))
     assert "sub-folders" in run_cli("sort", root, "--out", tmp_path / "o2", "--known", root / "batch0",
                                     *FAST, ok=False).output
+
+
+@pytest.mark.parametrize("mode", ["copy", "hardlink", "move"])
+def test_corrections_in_every_mode_lose_nothing_and_undo(collection, mode):
+    import hashlib
+
+    root, truth = collection
+
+    def contents(folder):
+        return sorted(hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.rglob("*")
+                      if p.is_file() and ".illusort" not in p.parts and not p.name.startswith(".illusort"))
+
+    before = contents(root)
+    out = root.parent / "sorted"
+    run_cli("sort", root, "--out", out, "--mode", mode, *FAST)
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith("character-"))
+    run_cli("name", out, folders[0], "Rem")
+    run_cli("merge", out, "Rem", folders[1])
+    picture = next((out / folders[2]).iterdir())
+    run_cli("move", out, picture, "--not-character")
+    assert (out / "not-a-character" / picture.name).exists() and not picture.exists()
+    placed = contents(out)
+    if mode == "move":
+        assert placed == before and contents(root) == []
+    else:
+        assert placed == before and contents(root) == before
+    run_cli("sort", "--undo", "--out", out, root)
+    assert contents(root) == before and contents(out) == []
