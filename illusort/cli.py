@@ -55,7 +55,7 @@ def model_options(func):
                      help="bfloat16: faster on CPUs and GPUs with bf16 units (measured: benchmarks/PERFORMANCE.md)."),
         click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
         click.option("--workers", type=click.IntRange(0), default=None,
-                     help="Decoding processes (default: up to 4, by CPU count)."),
+                     help="Decoding processes (default: none on 2 cores or fewer, else up to 4; 0 = decode in line)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
         click.option("--strict", is_flag=True, help="Exit with code 3 when any file was skipped."),
     ]
@@ -257,9 +257,9 @@ index_option = click.option("--index", "index_path", type=click.Path(path_type=P
 def name(out, folder, name, index_path):
     """Name the character in OUT/FOLDER: the folder becomes OUT/NAME (merged into it if it
     exists), and later sorts keep these images, and new ones like them, under NAME."""
-    from . import workflow
+    from . import corrections
 
-    moved = workflow.name_character(out, folder, name, index_path)
+    moved = corrections.name_character(out, folder, name, index_path)
     click.echo(f"{len(moved)} images now in {Path(out) / name}")
 
 
@@ -271,9 +271,9 @@ def name(out, folder, name, index_path):
 @fail_cleanly
 def merge(out, into, others, index_path):
     """Merge character folders OTHERS into INTO (one character split in several clusters)."""
-    from . import workflow
+    from . import corrections
 
-    moved = workflow.merge_characters(out, into, list(others), index_path)
+    moved = corrections.merge_characters(out, into, list(others), index_path)
     click.echo(f"{len(moved)} images moved into {Path(out) / into}")
 
 
@@ -286,12 +286,12 @@ def merge(out, into, others, index_path):
 @fail_cleanly
 def move(out, files, to, not_character, index_path):
     """Move images of OUT (FILES, paths inside OUT) to another character; remembered by later sorts."""
-    from . import workflow
+    from . import corrections
     from .sort import NOT_A_CHARACTER
 
     if bool(to) == not_character:
         raise click.UsageError("give either --to NAME or --not-character")
-    moved = workflow.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path)
+    moved = corrections.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path)
     click.echo(f"{len(moved)} images moved to {Path(out) / (to or NOT_A_CHARACTER)}")
 
 

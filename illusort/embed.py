@@ -161,8 +161,8 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
 
 
 def local_results(root: Path, todo: list[str], model: LoadedModel, index: Index, batch_size: int, workers: int):
-    """Decode in worker processes while the network runs here; content already in the index
-    (a touched or renamed file) is not embedded again."""
+    """Decode (in `workers` processes, or in line when 0) and run the network here; content
+    already in the index (a touched or renamed file) is not embedded again."""
     loader = DataLoader(ImageFiles(root, todo, model.input_size, model.faces), batch_size=batch_size,
                         num_workers=workers if len(todo) > batch_size else 0, collate_fn=as_list,
                         persistent_workers=False)

@@ -14,14 +14,15 @@ def label_codes(labels) -> np.ndarray:
     return np.unique(np.asarray([str(x) for x in labels]), return_inverse=True)[1].astype(np.int64)
 
 
-def eer(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+def eer(scores: np.ndarray, same: np.ndarray, curves=None) -> tuple[float, float]:
     """Equal error rate and its threshold for similarity `scores` of pairs (`same` = True for
     pairs of one character). Accept when score >= threshold; the crossing of the
-    false-accept and false-reject curves is interpolated linearly between thresholds."""
+    false-accept and false-reject curves is interpolated linearly between thresholds.
+    `curves`: `error_curves(scores, same)` when the caller already has them."""
     scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
     if same.all() or not same.any():
         raise ValueError("EER needs both same-character and different-character pairs")
-    thresholds, far, frr = error_curves(scores, same)
+    thresholds, far, frr = curves or error_curves(scores, same)
     diff = frr - far  # increases with the threshold
     equal = np.flatnonzero(diff == 0)
     if len(equal):
@@ -51,12 +52,12 @@ def error_curves(scores: np.ndarray, same: np.ndarray):
     return thresholds, far, frr
 
 
-def threshold_at_far(scores: np.ndarray, same: np.ndarray, far_target: float) -> float:
+def threshold_at_far(scores: np.ndarray, same: np.ndarray, far_target: float, curves=None) -> float:
     """The lowest similarity threshold whose false-accept rate is at most `far_target`.
 
     `sort --known` compares each picture with every reference: with many references, the
     EER point accepts some impostor far too often, so it uses a low-FAR point instead."""
-    thresholds, far, _ = error_curves(scores, same)
+    thresholds, far, _ = curves or error_curves(scores, same)
     return float(thresholds[np.argmax(far <= far_target + 1e-12)])  # 1 - 99/100 is not exactly 0.01
 
 
@@ -108,13 +109,15 @@ def pair_scores(vectors: np.ndarray, labels, seed: int = 0):
 
 
 def embedding_eer(vectors: np.ndarray, labels, seed: int = 0) -> dict:
-    """EER overall and per character-frequency bucket: {'eer', 'threshold', 'pairs', 'buckets'}.
+    """EER overall and per character-frequency bucket: {'eer', 'threshold', 'threshold_far1'
+    (1% false accepts), 'pairs', 'buckets'}.
 
     A bucket's EER uses only the images of characters in that bucket."""
     labels = np.asarray([str(x) for x in labels])
     scores, same = pair_scores(vectors, labels, seed)
-    rate, threshold = eer(scores, same)
-    result = {"eer": rate, "threshold": threshold, "threshold_far1": threshold_at_far(scores, same, 0.01),
+    curves = error_curves(scores, same) if same.any() and not same.all() else None  # sorted once, used twice
+    rate, threshold = eer(scores, same, curves)
+    result = {"eer": rate, "threshold": threshold, "threshold_far1": threshold_at_far(scores, same, 0.01, curves),
               "pairs": int(len(same)), "buckets": {}}
     values, counts = np.unique(labels, return_counts=True)
     per_label = dict(zip(values, counts))

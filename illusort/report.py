@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .images import BadImage, read_image
-from .sort import MANIFEST, NOT_A_CHARACTER, REVIEW_FILES, UNSORTED, SortError, folder_of, read_manifest
+from .sort import NOT_A_CHARACTER, REVIEW_FILES, UNSORTED, folder_of, require_manifest
 
 REPORT, THUMBS, SEEN = REVIEW_FILES  # SEEN: the source files the previous report showed
 THUMB_SIDE = 160
@@ -71,9 +71,7 @@ def thumbnail(src: str, cache: Path) -> str | None:
 def write_report(out: Path, progress: bool = True) -> tuple[Path, dict]:
     """Write OUT/report.html; returns (its path, {'images', 'characters', 'new'})."""
     out = Path(out).resolve()
-    manifest = read_manifest(out)
-    if manifest is None:
-        raise SortError(f"{out} holds no illusort sort (no {MANIFEST}); run illusort sort first")
+    manifest = require_manifest(out)
     entries = [e for e in manifest["entries"] if e.state == "done"]
     seen_file = out / SEEN
     try:

@@ -165,6 +165,14 @@ def read_manifest(out: Path) -> dict | None:
         raise SortError(f"{path} is damaged ({error}); move it away to start a fresh sort in {out}") from None
 
 
+def require_manifest(out: Path, hint: str = "run illusort sort first") -> dict:
+    """OUT's manifest; a one-line `SortError` when OUT holds no sort."""
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise SortError(f"{out} holds no illusort sort (no {MANIFEST}); {hint}")
+    return manifest
+
+
 def write_manifest(out: Path, source: Path, mode: str, entries: list[Entry]) -> None:
     path = Path(out) / MANIFEST
     tmp = path.with_name(MANIFEST + ".tmp")
@@ -478,19 +486,17 @@ def _same_entry(e: Entry, path: Path) -> bool:
 
 
 def relocate(root: Path, out: Path, targets: dict[str, str]) -> list[Entry]:
-    """Move entries of OUT to other character folders: {dest: new folder}. Links and copies are made anew from the source and
-    the old one removed (only if still ours); a moved file is renamed inside OUT. Nothing is
-    overwritten: a name already taken in the new folder gets a short tag. Returns the entries
-    moved, with their new dest."""
+    """Move entries of OUT to other character folders: {dest: new folder}. Links and copies
+    are made anew from the source and the old one removed (only if still ours); a moved file
+    is renamed inside OUT. Nothing is overwritten: a name already taken in the new folder
+    gets a short tag. Returns the entries moved, with their new dest."""
     out = Path(out).resolve()
     with output_lock(out):
-        manifest = read_manifest(out)
-        if manifest is None:
-            raise SortError(f"{out} holds no illusort sort (no {MANIFEST})")
+        manifest = require_manifest(out)
         mode = manifest["mode"]
         entries = settle_pending(manifest["entries"], out, mode)
         used = {e.dest for e in entries}
-        moved = []
+        plan = []  # (entry, its new dest)
         for e in entries:
             folder = targets.get(e.dest)
             if folder is None or folder_of(e.dest) == folder:
@@ -500,21 +506,28 @@ def relocate(root: Path, out: Path, targets: dict[str, str]) -> list[Entry]:
             if dest in used or os.path.lexists(out / dest):
                 name = tagged_name(name, hashlib.sha1(e.src.encode("utf-8", "surrogateescape")).hexdigest()[:8])
                 dest = f"{folder}/{name}"
-            (out / folder).mkdir(exist_ok=True)
-            if mode == "move":
+            used.discard(e.dest)
+            used.add(dest)
+            plan.append((e, dest))
+        if mode != "move":  # journal every new link/copy as pending once; a killed run settles them
+            save_manifest(out, root, mode, entries + [Entry(e.src, dest, "pending", e.faces) for e, dest in plan])
+        moved = []
+        for e, dest in plan:
+            (out / folder_of(dest)).mkdir(exist_ok=True)
+            if mode == "move":  # the user's only copy: the manifest follows each rename
                 os.link(out / e.dest, out / dest)  # no-clobber; the same file under its new name
                 os.unlink(out / e.dest)
             else:
-                new = Entry(e.src, dest, "pending", e.faces)
-                save_manifest(out, root, mode, entries + [new])
-                make_entry(new, out, mode)
+                try:
+                    make_entry(Entry(e.src, dest, "pending", e.faces), out, mode)
+                except SourceUnavailable:  # deleted since the sort: nothing to link any more
+                    continue
                 if is_ours(e, out, mode):
                     (out / e.dest).unlink()
-            used.discard(e.dest)
-            used.add(dest)
             e.dest = dest
             moved.append(e)
-            save_manifest(out, root, mode, entries)
+            if mode == "move":
+                save_manifest(out, root, mode, entries)
         save_manifest(out, root, mode, entries)
     remove_empty_folders(out)
     return moved
@@ -551,8 +564,7 @@ def undo_sort(out: Path) -> tuple[int, int]:
     """Reverse a sort: remove links/copies it made (only if still ours), move moved files back.
     Returns (undone, left) where `left` entries were changed by the user and kept."""
     out = Path(out).resolve()
-    if read_manifest(out) is None:
-        raise SortError(f"{out} holds no illusort sort (no {MANIFEST}); nothing to undo")
+    require_manifest(out, "nothing to undo")
     with output_lock(out):
         result = _undo(out, read_manifest(out))
     if not (out / MANIFEST).exists():

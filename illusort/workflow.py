@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from .embed import EmbedSummary, default_workers, embed_folder, embed_images
 from .images import BadImage, read_image
 from .index import Index, Row, default_index_path
 from .query import match_known, rank
-from .sort import (MANIFEST, Entry, SortError, SortResult, apply_sort, assign_folders, check_folder_name,
-                   check_output, folder_of, plan_entries, previous_folders, read_manifest, relocate, take_renames)
+from .corrections import record_renames
+from .sort import (SortResult, apply_sort, assign_folders, check_output, plan_entries, previous_folders,
+                   read_manifest, take_renames)
 from .weights import LoadedModel, ModelError, load_model, resolve_device, with_faces, with_precision
 
 
@@ -175,84 +175,6 @@ def known_references(folder: Path, settings: Settings) -> tuple[list[str], np.nd
     if not keep:
         raise FileNotFoundError(f"{folder} holds no reference images in sub-folders: give KNOWN/<name>/<images>")
     return [rows[i].path.split("/", 1)[0] for i in keep], vectors[keep]
-
-
-# ---- corrections: named, merged and moved characters, remembered in the index -------------
-
-def record_renames(index: Index, root: Path, entries: list[Entry]) -> None:
-    """Entries whose folder the user chose are decisions: later sorts keep them there."""
-    by_folder: dict[str, list] = {}
-    for e in entries:
-        rel = Path(e.src).relative_to(Path(root).resolve()).as_posix()
-        by_folder.setdefault(folder_of(e.dest), []).extend((rel, face) for face in e.faces)
-    for folder, keys in by_folder.items():
-        index.decide(keys, folder)
-
-
-def sorted_output(out: Path, index_path: Path | None = None) -> tuple[Path, dict, Index]:
-    """(sorted folder, manifest, its index) of an output folder made by `sort`."""
-    manifest = read_manifest(Path(out))
-    if manifest is None:
-        raise SortError(f"{out} holds no illusort sort (no {MANIFEST}); run illusort sort first")
-    root = Path(manifest["source"])
-    return root, manifest, Index(index_path or default_index_path(root))
-
-
-@contextmanager
-def corrections(out: Path, index_path: Path | None = None):
-    """(sorted folder, its open index) for a correction of OUT, with folders the user renamed
-    by hand already taken in (and remembered)."""
-    root, _, index = sorted_output(out, index_path)
-    with index:
-        record_renames(index, root, take_renames(root, out))
-        yield root, index
-
-
-def folder_entries(out: Path, folder: str) -> list[Entry]:
-    entries = [e for e in read_manifest(Path(out))["entries"] if folder_of(e.dest) == folder]
-    if not entries:
-        raise SortError(f"{Path(out) / folder} is not a character folder of this sort")
-    return entries
-
-
-def _correct(root, index, out, targets: dict[str, str], confirmed=()) -> list[Entry]:
-    """Move OUT entries ({dest: folder}) and remember where they (and `confirmed`) belong."""
-    moved = relocate(root, out, targets)
-    record_renames(index, root, moved + list(confirmed))
-    return moved
-
-
-def name_character(out: Path, folder: str, name: str, index_path: Path | None = None) -> list[Entry]:
-    """Rename a character folder (merging it into NAME if that folder exists)."""
-    check_folder_name(name)
-    with corrections(out, index_path) as (root, index):
-        return _correct(root, index, out, {e.dest: name for e in folder_entries(out, folder)})
-
-
-def merge_characters(out: Path, into: str, others: list[str], index_path: Path | None = None) -> list[Entry]:
-    """Merge character folders into `into`; all their images are remembered as that character."""
-    with corrections(out, index_path) as (root, index):
-        kept = folder_entries(out, into)
-        targets = {e.dest: into for folder in others for e in folder_entries(out, folder)}
-        return _correct(root, index, out, targets, confirmed=kept)
-
-
-def move_images(out: Path, files: list[Path], to: str, index_path: Path | None = None) -> list[Entry]:
-    """Move images (paths inside OUT) to character `to` ('not-a-character' sets them aside)."""
-    check_folder_name(to)
-    out_r = Path(out).resolve()
-    with corrections(out, index_path) as (root, index):
-        entries = {e.dest: e for e in read_manifest(out_r)["entries"]}
-        targets = {}
-        for file in files:
-            try:
-                dest = (Path(file).parent.resolve() / Path(file).name).relative_to(out_r).as_posix()
-            except ValueError:
-                raise SortError(f"{file} is not inside {out}") from None
-            if dest not in entries:
-                raise SortError(f"{file} is not an image this sort placed in {out}")
-            targets[dest] = to
-        return _correct(root, index, out, targets, confirmed=[entries[d] for d in targets if folder_of(d) == to])
 
 
 def query(references: list[Path], root: Path, settings: Settings, top: int | None = None,

@@ -83,3 +83,30 @@ def test_rerun_reuses_the_clustering_and_places_a_few_new_rows(tmp_path, monkeyp
         assert calls == [1]
         workflow.cluster_rows(index, FakeModel(), keys, x, options)  # 200 new rows after a full run of 100
         assert calls == [1, 1]
+
+
+def test_strictness_splits_look_alikes_and_leaves_more_unsorted():
+    rng = np.random.default_rng(0)
+    families, own = rng.normal(size=(4, 64)), rng.normal(size=(8, 64))
+    centres = np.repeat(families, 2, axis=0) + 0.35 * own  # 8 characters, 4 pairs of look-alikes
+    x = np.repeat(centres, 50, axis=0) + 0.12 * rng.normal(size=(400, 64))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    runs = [cluster_embeddings(x, strictness=s, seed=0) for s in (0.0, 0.5, 1.0)]
+    assert [r.params["selection"] for r in runs] == ["leaf"] * 3
+    assert runs[0].n_clusters <= runs[1].n_clusters <= runs[2].n_clusters and runs[0].n_clusters < runs[2].n_clusters
+    assert runs[0].noise_share < runs[2].noise_share
+    assert cluster_embeddings(x, strictness=None, seed=0).params["selection"] == "eom"
+
+
+def test_cli_passes_strictness_and_reclusters_only_when_asked(collection, monkeypatch):
+    from illusort import workflow
+
+    root, _ = collection
+    calls, real = [], workflow.cluster_embeddings
+    monkeypatch.setattr(workflow, "cluster_embeddings", lambda v, **k: calls.append(k) or real(v, **k))
+    fast = ("--model", "hsv-hist", "-q", "--workers", "0")
+    run_cli("cluster", root, *fast, "--strictness", "0.9")
+    run_cli("cluster", root, *fast, "--strictness", "0.9")  # nothing changed: the saved clustering
+    run_cli("cluster", root, *fast, "--strictness", "0.9", "--recluster")
+    run_cli("sort", root, "--out", root.parent / "out", *fast, "--paper-selection")
+    assert [k["strictness"] for k in calls] == [0.9, 0.9, None]

@@ -194,7 +194,7 @@ def test_deepcluster_vgg16_on_unlabelled_folder_with_dev(labelled, tmp_path):
     embed_with(labelled, out, tmp_path)
 
 
-@pytest.mark.parametrize("loss", ["multi-similarity", "subcenter-arcface"])
+@pytest.mark.parametrize("loss", ["multi-similarity", "arcface", "subcenter-arcface"])
 def test_lite0_imagenet_init_with_other_losses(labelled, tmp_path, loss):
     out = tmp_path / "lite.pt"
     run_cli("train", labelled, "--init", "lite0", "--out", out, "--input-size", "32", "--epochs", "1",

@@ -1,0 +1,87 @@
+"""Corrections the user makes to a sort: named, merged and moved characters, and folders
+renamed by hand. Each is applied to OUT and remembered in the sorted folder's index, so later
+sorts keep it (`sort.assign_folders`). Nothing here imports torch or loads a model, so these
+commands start in a fraction of a second.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from .index import Index, default_index_path
+from .sort import (Entry, SortError, check_folder_name, folder_of, read_manifest, relocate, require_manifest,
+                   take_renames)
+
+
+def record_renames(index: Index, root: Path, entries: list[Entry]) -> None:
+    """Entries whose folder the user chose are decisions: later sorts keep them there."""
+    by_folder: dict[str, list] = {}
+    for e in entries:
+        rel = Path(e.src).relative_to(Path(root).resolve()).as_posix()
+        by_folder.setdefault(folder_of(e.dest), []).extend((rel, face) for face in e.faces)
+    for folder, keys in by_folder.items():
+        index.decide(keys, folder)
+
+
+def sorted_output(out: Path, index_path: Path | None = None) -> tuple[Path, dict, Index]:
+    """(sorted folder, manifest, its index) of an output folder made by `sort`."""
+    manifest = require_manifest(Path(out))
+    root = Path(manifest["source"])
+    return root, manifest, Index(index_path or default_index_path(root))
+
+
+@contextmanager
+def corrections(out: Path, index_path: Path | None = None):
+    """(sorted folder, its open index) for a correction of OUT, with folders the user renamed
+    by hand already taken in (and remembered)."""
+    root, _, index = sorted_output(out, index_path)
+    with index:
+        record_renames(index, root, take_renames(root, out))
+        yield root, index
+
+
+def folder_entries(out: Path, folder: str) -> list[Entry]:
+    entries = [e for e in read_manifest(Path(out))["entries"] if folder_of(e.dest) == folder]
+    if not entries:
+        raise SortError(f"{Path(out) / folder} is not a character folder of this sort")
+    return entries
+
+
+def _correct(root, index, out, targets: dict[str, str], confirmed=()) -> list[Entry]:
+    """Move OUT entries ({dest: folder}) and remember where they (and `confirmed`) belong."""
+    moved = relocate(root, out, targets)
+    record_renames(index, root, moved + list(confirmed))
+    return moved
+
+
+def name_character(out: Path, folder: str, name: str, index_path: Path | None = None) -> list[Entry]:
+    """Rename a character folder (merging it into NAME if that folder exists)."""
+    check_folder_name(name)
+    with corrections(out, index_path) as (root, index):
+        return _correct(root, index, out, {e.dest: name for e in folder_entries(out, folder)})
+
+
+def merge_characters(out: Path, into: str, others: list[str], index_path: Path | None = None) -> list[Entry]:
+    """Merge character folders into `into`; all their images are remembered as that character."""
+    with corrections(out, index_path) as (root, index):
+        kept = folder_entries(out, into)
+        targets = {e.dest: into for folder in others for e in folder_entries(out, folder)}
+        return _correct(root, index, out, targets, confirmed=kept)
+
+
+def move_images(out: Path, files: list[Path], to: str, index_path: Path | None = None) -> list[Entry]:
+    """Move images (paths inside OUT) to character `to` ('not-a-character' sets them aside)."""
+    check_folder_name(to)
+    out_r = Path(out).resolve()
+    with corrections(out, index_path) as (root, index):
+        entries = {e.dest: e for e in read_manifest(out_r)["entries"]}
+        targets = {}
+        for file in files:
+            try:
+                dest = (Path(file).parent.resolve() / Path(file).name).relative_to(out_r).as_posix()
+            except ValueError:
+                raise SortError(f"{file} is not inside {out}") from None
+            if dest not in entries:
+                raise SortError(f"{file} is not an image this sort placed in {out}")
+            targets[dest] = to
+        return _correct(root, index, out, targets, confirmed=[entries[d] for d in targets if folder_of(d) == to])
