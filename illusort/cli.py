@@ -417,6 +417,9 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
               default="triplet", show_default=True,
               help="triplet method: the blog's TripletMarginLoss(0.1, cosine), or pytorch-metric-learning's "
                    "MultiSimilarityLoss with its miner, ArcFaceLoss or SubCenterArcFaceLoss (3 centres).")
+@click.option("--ce-weight", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="triplet: weight of a classification term over the training characters (normalised "
+                   "softmax) added to the pair loss; 0 = pair loss only.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True,
               help="sgd (momentum 0.9, the sources' choice) or adamw (converges in fewer steps: CPU-sized runs).")
 @click.option("--per-class", type=click.IntRange(1), default=10, show_default=True,

@@ -94,12 +94,38 @@ def sample_pairs(labels, seed: int = 0, limit: int = ALL_PAIRS_LIMIT, n_pairs: i
     return i, j, np.concatenate([np.ones(n_pairs, bool), np.zeros(n_pairs, bool)])
 
 
-def pair_scores(vectors: np.ndarray, labels, seed: int = 0):
-    """Cosine similarity of the evaluation pairs: (scores, same). Memory stays O(n^2) floats
-    for all pairs and O(chunk x dim) for sampled ones, never pairs x dim."""
-    i, j, same = sample_pairs(labels, seed)
+def source_of(label: str) -> str:
+    """The source part of a `SOURCE/CHARACTER` label ('' for a bare character name)."""
+    return str(label).rsplit("/", 1)[0] if "/" in str(label) else ""
+
+
+def within_pairs(labels, groups, seed: int = 0):
+    """Pairs whose two images share a group (a source): each group's pairs as `sample_pairs`
+    draws them, pooled. Pairs from two different games are easy (house style, frame), so
+    these are the honest pairs to score and to calibrate thresholds on."""
+    labels, groups = np.asarray([str(x) for x in labels]), np.asarray([str(g) for g in groups])
+    parts = []
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        if len(set(labels[members])) < 2:
+            continue  # one character: no different pair inside this group
+        try:
+            i, j, same = sample_pairs(labels[members], seed)
+        except ValueError:
+            continue
+        parts.append((members[i], members[j], same))
+    if not parts:
+        raise ValueError("within-group EER needs a group with two characters")
+    return tuple(np.concatenate(x) for x in zip(*parts))
+
+
+def pair_scores(vectors: np.ndarray, labels, seed: int = 0, groups=None):
+    """Cosine similarity of the evaluation pairs: (scores, same); with `groups`, only pairs
+    inside one group. Memory stays O(n^2) floats for all pairs and O(chunk x dim) for
+    sampled ones, never pairs x dim."""
+    i, j, same = sample_pairs(labels, seed) if groups is None else within_pairs(labels, groups, seed)
     v = np.asarray(vectors, np.float32)
-    if len(v) <= ALL_PAIRS_LIMIT:
+    if len(v) <= ALL_PAIRS_LIMIT and groups is None:
         return (v @ v.T)[i, j], same
     scores = np.empty(len(i), np.float32)
     for start in range(0, len(i), 4096):
@@ -108,13 +134,15 @@ def pair_scores(vectors: np.ndarray, labels, seed: int = 0):
     return scores, same
 
 
-def embedding_eer(vectors: np.ndarray, labels, seed: int = 0) -> dict:
+def embedding_eer(vectors: np.ndarray, labels, seed: int = 0, groups=None) -> dict:
     """EER overall and per character-frequency bucket: {'eer', 'threshold', 'threshold_far1'
-    (1% false accepts), 'pairs', 'buckets'}.
+    (1% false accepts), 'pairs', 'buckets'}. With `groups` (each image's source), only pairs
+    inside one group count, buckets included.
 
     A bucket's EER uses only the images of characters in that bucket."""
     labels = np.asarray([str(x) for x in labels])
-    scores, same = pair_scores(vectors, labels, seed)
+    groups = None if groups is None else np.asarray([str(g) for g in groups])
+    scores, same = pair_scores(vectors, labels, seed, groups)
     curves = error_curves(scores, same) if same.any() and not same.all() else None  # sorted once, used twice
     rate, threshold = eer(scores, same, curves)
     result = {"eer": rate, "threshold": threshold, "threshold_far1": threshold_at_far(scores, same, 0.01, curves),
@@ -127,9 +155,40 @@ def embedding_eer(vectors: np.ndarray, labels, seed: int = 0) -> dict:
         n_chars = len({x for x in labels[members]})
         entry = {"characters": n_chars, "images": int(members.sum()), "eer": None}
         if n_chars >= 2:
-            s, m = pair_scores(vectors[members], labels[members], seed)
-            entry["eer"] = eer(s, m)[0]
+            try:
+                s, m = pair_scores(vectors[members], labels[members], seed,
+                                   None if groups is None else groups[members])
+                entry["eer"] = eer(s, m)[0]
+            except ValueError:  # no group holds two characters of this bucket
+                pass
         result["buckets"][name] = entry
+    return result
+
+
+def source_scores(vectors: np.ndarray, labels, seed: int = 0) -> dict:
+    """The honest headline for `SOURCE/CHARACTER` labels: EER over pairs inside one source
+    (pooled, with its thresholds), each source's own EER, and their mean; beside it the
+    all-pairs EER, which pairs of two different games flatter."""
+    labels = [str(x) for x in labels]
+    groups = [source_of(x) for x in labels]
+    everything = embedding_eer(vectors, labels, seed)
+    result = {"all_pairs_eer": everything["eer"], "per_source": {}}
+    try:
+        result.update(embedding_eer(vectors, labels, seed, groups))
+    except ValueError:
+        return {**everything, **result, "within_source": False}
+    result["within_source"] = True
+    v, lab, grp = np.asarray(vectors), np.asarray(labels), np.asarray(groups)
+    for g in sorted(set(groups)):
+        m = grp == g
+        if len(set(lab[m])) >= 2 and len(lab[m]) > len(set(lab[m])):
+            try:
+                sub = eer(*pair_scores(v[m], lab[m], seed))[0]
+            except ValueError:
+                continue
+            result["per_source"][g] = {"eer": sub, "characters": len(set(lab[m])), "images": int(m.sum())}
+    rates = [x["eer"] for x in result["per_source"].values()]
+    result["mean_source_eer"] = float(np.mean(rates)) if rates else None
     return result
 
 

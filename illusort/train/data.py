@@ -189,12 +189,17 @@ def train_store_size(input_size: int) -> int:
 
 @dataclass
 class Augment:
-    """Random resized crop (area `scale`, aspect `ratio`), horizontal flip, small brightness /
-    contrast / saturation jitter. No hue jitter and no grey-scale: hair and eye colour are
-    much of what tells characters apart."""
-    scale: tuple[float, float] = (0.6, 1.0)
+    """Random resized crop (area `scale`, aspect `ratio`: the framing varies from close-up to
+    bust), horizontal flip, a small rotation, sometimes blur or a low-resolution copy (small
+    faces in scenes, re-saved fan art), small brightness / contrast / saturation jitter. No
+    hue jitter and no grey-scale: hair and eye colour are much of what tells characters
+    apart."""
+    scale: tuple[float, float] = (0.4, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip: float = 0.5
+    rotate: float = 10.0      # degrees, either way
+    blur: float = 0.2         # share of images blurred (sigma up to 1.5 px)
+    lowres: float = 0.2       # share of images seen at 1/4..1/2 resolution
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
@@ -214,12 +219,15 @@ class Augment:
         cx = (torch.rand(b, generator=g) * 2 - 1) * (1 - w)
         cy = (torch.rand(b, generator=g) * 2 - 1) * (1 - h)
         sign = torch.where(torch.rand(b, generator=g) < self.flip, -1.0, 1.0)
+        angle = uniform(-self.rotate, self.rotate) * (math.pi / 180)
+        cos, sin = angle.cos(), angle.sin()
         theta = torch.zeros(b, 2, 3)
-        theta[:, 0, 0], theta[:, 0, 2] = w * sign, cx
-        theta[:, 1, 1], theta[:, 1, 2] = h, cy
+        theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = w * sign * cos, -h * sin, cx
+        theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = w * sign * sin, h * cos, cy
         grid = F.affine_grid(theta, (b, 3, size, size), align_corners=False)
         x = F.grid_sample(images.float().div_(255), grid, mode="bilinear", padding_mode="border",
                           align_corners=False)
+        x = self._degrade(x, size, g)
         weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         x = x * uniform(1 - self.brightness, 1 + self.brightness).view(b, 1, 1, 1)
         grey = (x * weights).sum(1, keepdim=True)
@@ -230,8 +238,28 @@ class Augment:
         x = (x - grey) * s + grey
         return x.clamp_(0, 1)
 
+    def _degrade(self, x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+        b = x.shape[0]
+        pick = torch.rand(b, generator=g)
+        low = pick < self.lowres
+        if low.any():  # one random factor for the chosen images of this batch
+            side = max(8, int(size * (0.25 + 0.25 * float(torch.rand(1, generator=g)))))
+            small = F.interpolate(x[low], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+            x[low] = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+        blur = (pick >= self.lowres) & (pick < self.lowres + self.blur)
+        if blur.any():
+            sigma = 0.5 + float(torch.rand(1, generator=g))
+            r = torch.arange(-3, 4, dtype=torch.float32)
+            k = torch.exp(-r ** 2 / (2 * sigma ** 2))
+            k = (k / k.sum()).to(x.dtype)
+            y = F.pad(x[blur], (3, 3, 3, 3), mode="replicate")
+            y = F.conv2d(y, k.view(1, 1, 1, 7).repeat(3, 1, 1, 1), groups=3)
+            x[blur] = F.conv2d(y, k.view(1, 1, 7, 1).repeat(3, 1, 1, 1), groups=3)
+        return x
+
     def describe(self) -> dict:
         return {"crop_scale": list(self.scale), "crop_ratio": [round(r, 4) for r in self.ratio], "flip": self.flip,
+                "rotate": self.rotate, "blur": self.blur, "lowres": self.lowres,
                 "brightness": self.brightness, "contrast": self.contrast, "saturation": self.saturation,
                 "hue": 0.0}
 

@@ -65,7 +65,7 @@ def default_out(method: str, arch: str) -> Path:
 
 def resolve_config(method: str, arch, init, epochs, lr, batch_size, input_size, embed_dim, k, seed,
                    per_class, random_extra, margin, momentum, weight_decay,
-                   loss="triplet", optimizer="sgd") -> tuple[dict, dict | None, dict | None]:
+                   loss="triplet", optimizer="sgd", ce_weight=0.0) -> tuple[dict, dict | None, dict | None]:
     """All settings of a run, method defaults filled in. Returns (config, parent card, parent state)."""
     if method not in METHODS:
         raise TrainError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -106,7 +106,7 @@ def resolve_config(method: str, arch, init, epochs, lr, batch_size, input_size, 
     }
     if method == "triplet":
         config.update(loss=loss, margin=float(margin), per_class=int(per_class), class_images=config["batch_size"],
-                      random_extra=int(random_extra))
+                      random_extra=int(random_extra), ce_weight=float(ce_weight))
     if method in ("deepcluster", "ft+dc"):
         config.update(k=int(k), pca_dims=256)
     if arch == "vgg16":
@@ -216,12 +216,15 @@ def to_device(x: torch.Tensor, device: str) -> torch.Tensor:
 
 
 def dev_scores(vectors, labels, seed=0) -> dict | None:
-    from ..metrics import embedding_eer
+    """EER and thresholds; over pairs inside one source when labels are `SOURCE/CHARACTER`
+    from several sources (cross-game pairs are easy and would set the thresholds too low)."""
+    from ..metrics import embedding_eer, source_of
 
     if len(set(labels)) < 2 or len(labels) == len(set(labels)):
         return None
+    groups = [source_of(x) for x in labels]
     try:
-        result = embedding_eer(vectors, labels, seed=seed)
+        result = embedding_eer(vectors, labels, seed=seed, groups=groups if len(set(groups)) > 1 else None)
     except ValueError:
         return None
     return _plain(result)
@@ -245,7 +248,7 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
           device: str = "auto", input_size: int | None = None, embed_dim: int | None = None, k: int = 3000,
           seed: int = 0, resume: bool = False, overwrite: bool = False, workers: int | None = None,
           dev_dirs=(), label_depth: int = 1, per_class: int = 10, random_extra: int = 100, margin: float = 0.1,
-          loss: str = "triplet", optimizer: str = "sgd", faces: str = "off",
+          loss: str = "triplet", optimizer: str = "sgd", faces: str = "off", ce_weight: float = 0.0,
           momentum: float = 0.9, weight_decay: float | None = None, progress: bool = True,
           checkpoint_minutes: float = 10.0, command: str | None = None, log=None) -> dict:
     """Train a model on labelled folders (`DIR/<character>/<images>`; DeepCluster also takes
@@ -287,7 +290,7 @@ def train(dirs, method: str = "triplet", out=None, *, arch: str | None = None, i
     else:
         config, parent_card, parent_state = resolve_config(
             method, arch, init, epochs, lr, batch_size, input_size, embed_dim, k, seed, per_class,
-            random_extra, margin, momentum, weight_decay, loss, optimizer)
+            random_extra, margin, momentum, weight_decay, loss, optimizer, ce_weight)
         config["label_depth"] = int(label_depth)
         config["faces"] = faces
         out = Path(out) if out else default_out(method, config["arch"])
@@ -527,21 +530,17 @@ def score_test_set(net, layer, images, labels, sources, size, device, seed) -> d
         return None
     with vgg_layer(net, layer):
         vectors = embed_tensor(net, images, size, device)
-    result = dev_scores(vectors, labels, seed)
-    if result is None:
+    from ..metrics import source_scores
+
+    if len(set(labels)) < 2 or len(labels) == len(set(labels)):
+        return None
+    try:
+        result = source_scores(vectors, labels, seed)
+    except ValueError:
         return None
     result.update(characters=len(set(labels)), images=len(labels))
     clustering = cluster_embeddings(vectors, min_cluster_size=10, seed=seed, strictness=None, pca_dims=0)
     result["clustering"] = {**clustering_scores(labels, clustering.labels), "params": clustering.params}
-    by_source = sorted(set(sources))
-    if len(by_source) > 1:
-        result["per_source"] = {}
-        for source in by_source:
-            mask = np.array([s == source for s in sources])
-            sub = dev_scores(vectors[mask], [l for l, m in zip(labels, mask) if m], seed)
-            result["per_source"][source] = None if sub is None else {
-                "eer": sub["eer"], "characters": len({l for l, m in zip(labels, mask) if m}),
-                "images": int(mask.sum())}
     return _plain(result)
 
 

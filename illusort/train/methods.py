@@ -41,7 +41,7 @@ class Triplet:
     name = "triplet"
 
     def __init__(self, labels: list[str], *, margin=0.1, per_class=10, class_images=100, random_extra=100,
-                 seed=0, loss="triplet", feature_dim=None, device="cpu", **_):
+                 seed=0, loss="triplet", feature_dim=None, device="cpu", ce_weight=0.0, ce_scale=16.0, **_):
         from pytorch_metric_learning import distances, losses, miners
 
         from .sampler import BlogBatchSampler
@@ -60,9 +60,17 @@ class Triplet:
                             else losses.SubCenterArcFaceLoss(num_classes=n_classes, embedding_size=feature_dim, sub_centers=3)).to(device)
         else:
             raise ValueError(f"unknown loss {loss!r}")
+        # A classification term beside the pair loss (normalised softmax over the training
+        # characters): every batch is pulled towards all characters' centres, not only the
+        # few in the batch.
+        self.ce_weight, self.ce_scale = float(ce_weight), float(ce_scale)
+        self.proxies = None
+        if self.ce_weight > 0:
+            self.proxies = nn.Linear(feature_dim, int(self.codes.max()) + 1, bias=False).to(device)
 
     def modules(self) -> list[nn.Module]:
-        return [self.loss_fn] if any(True for _ in self.loss_fn.parameters()) else []
+        out = [self.loss_fn] if any(True for _ in self.loss_fn.parameters()) else []
+        return out + ([self.proxies] if self.proxies is not None else [])
 
     def begin_epoch(self, net, epoch, images_fn, log) -> None:
         pass
@@ -73,14 +81,23 @@ class Triplet:
     def loss(self, net, x, idx) -> torch.Tensor:
         embeddings, codes = net(x), self.codes[idx].to(x.device)
         pairs = self.miner(embeddings, codes) if self.miner else None
-        return self.loss_fn(embeddings, codes, pairs)
+        loss = self.loss_fn(embeddings, codes, pairs)
+        if self.proxies is not None:
+            logits = F.normalize(embeddings, dim=1) @ F.normalize(self.proxies.weight, dim=1).T
+            loss = loss + self.ce_weight * F.cross_entropy(self.ce_scale * logits, codes)
+        return loss
 
     def state(self) -> dict:
-        return {"loss": self.loss_fn.state_dict()}
+        out = {"loss": self.loss_fn.state_dict()}
+        if self.proxies is not None:
+            out["proxies"] = self.proxies.state_dict()
+        return out
 
     def load_state(self, state: dict) -> None:
         if "loss" in state:
             self.loss_fn.load_state_dict(state["loss"])
+        if self.proxies is not None and "proxies" in state:
+            self.proxies.load_state_dict(state["proxies"])
 
     def step(self) -> None:
         pass
