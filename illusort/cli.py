@@ -1,6 +1,8 @@
 """The `illusort` command line: a thin layer over `illusort.workflow` and friends.
 
-Heavy libraries (torch, umap) are imported inside the commands, so `--help` is instant.
+Heavy libraries (torch, umap) are imported inside the commands that embed, and only after
+every check of the command line passed, so `--help`, `name`, `merge`, `move`, `report`,
+`undo`, `status` and every mistake answer at once.
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import functools
 import json
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -16,25 +19,37 @@ from . import __version__
 
 
 def fail_cleanly(func):
-    """Known failures become a one-line error and exit 1; Ctrl-C says how to resume."""
+    """A user's mistake (`IllusortError`) becomes a one-line error and exit 1; Ctrl-C says how
+    to resume. Anything else is a bug and keeps its traceback."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from .cluster import ClusterError
-        from .faces import FaceDetectorError
-        from .images import BadImage
-        from .index import IndexBusy
-        from .sort import SortError
-        from .weights import ModelError
+        from .errors import IllusortError
 
         try:
             return func(*args, **kwargs)
-        except (ModelError, SortError, IndexBusy, BadImage, ClusterError, FaceDetectorError, FileNotFoundError,
-                NotADirectoryError) as error:
+        except IllusortError as error:
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished batches are saved; run the same command again to resume.", err=True)
             sys.exit(130)
     return wrapper
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 picture', '2 pictures'."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def show_progress(quiet: bool) -> bool:
+    """Progress bars only for a person watching: never with -q, never into a log file or pipe."""
+    return not quiet and sys.stderr.isatty()
+
+
+def given(name: str) -> bool:
+    """Whether the user gave option `name` (not its default)."""
+    ctx = click.get_current_context()
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def model_options(func):
@@ -101,7 +116,7 @@ def settings_from(kwargs):
 
     return Settings(model=kwargs.pop("model"), layer=kwargs.pop("layer"), index=kwargs.pop("index_path"),
                     device=kwargs.pop("device"), batch_size=kwargs.pop("batch_size"),
-                    workers=kwargs.pop("workers"), progress=not kwargs.pop("quiet"), faces=kwargs.pop("faces"),
+                    workers=kwargs.pop("workers"), progress=show_progress(kwargs.pop("quiet")), faces=kwargs.pop("faces"),
                     precision=kwargs.pop("precision"))
 
 
@@ -113,26 +128,77 @@ def cluster_kwargs(kwargs):
             "algorithm": kwargs.pop("algorithm"), "similarity": kwargs.pop("similarity")}
 
 
-def report_embedding(summary) -> None:
-    click.echo(summary.line(), err=True)
+def embedding_line(summary) -> str:
+    """What embedding did, in words: '18 pictures: 2 new, 16 unchanged'."""
+    parts = [(summary.embedded, "embedded"), (summary.reused, "reused (same content)"),
+             (summary.unchanged, "unchanged"), (summary.removed, "gone (dropped from the index)"),
+             (len(summary.skipped), "skipped")]
+    done = ", ".join(f"{n} {what}" for n, what in parts if n)
+    return f"{plural(summary.files, 'picture')}: {done or 'nothing to do'}"
+
+
+def report_embedding(summary, as_json: bool = False) -> None:
+    if not as_json:
+        click.echo(embedding_line(summary), err=True)
     for path, reason in summary.skipped[:20]:
         click.echo(f"  skipped {path}: {reason}", err=True)
     if len(summary.skipped) > 20:
         click.echo(f"  ... and {len(summary.skipped) - 20} more skipped", err=True)
 
 
+def clustering_line(clustering) -> str:
+    """'18 items -> 3 clusters (sizes 6, 6, 6), 0 unsorted (0.0%)' with right plurals."""
+    import numpy as np
+
+    labels = clustering.labels
+    sizes = sorted(np.bincount(labels[labels >= 0]).tolist(), reverse=True) if clustering.n_clusters else []
+    shown = ", ".join(map(str, sizes[:15])) + (", ..." if len(sizes) > 15 else "")
+    noise = int((labels == -1).sum())
+    return (f"{plural(len(labels), 'item')} -> {plural(clustering.n_clusters, 'cluster')}"
+            + (f" (sizes {shown})" if sizes else "") + f", {noise} unclustered ({clustering.noise_share:.1%})")
+
+
+def ignored_options(kwargs_given: dict, n: int) -> list[str]:
+    """Notes for options the user gave that have no effect on a folder of n items."""
+    from .cluster import UMAP_MIN_ITEMS, effective_min_cluster_size
+
+    notes = []
+    if kwargs_given.get("strictness") and not kwargs_given.get("paper") and kwargs_given.get("algorithm") == "hdbscan" \
+            and n < UMAP_MIN_ITEMS:
+        notes.append(f"--strictness has no effect below {UMAP_MIN_ITEMS} pictures (this sort has {n})")
+    requested = kwargs_given.get("min_cluster_size")
+    if requested and kwargs_given.get("algorithm") == "hdbscan":
+        used = effective_min_cluster_size(n, requested)
+        if used < requested:
+            notes.append(f"--min-cluster-size {requested} was lowered to {used} for {n} pictures "
+                         "(at most an eighth of the folder)")
+    return notes
+
+
+def cluster_notes(kwargs) -> dict:
+    """Which clustering options the user gave (before `cluster_kwargs` pops them)."""
+    return {"strictness": given("strictness"), "paper": kwargs.get("paper_selection"),
+            "algorithm": kwargs.get("algorithm"),
+            "min_cluster_size": kwargs.get("min_cluster_size") if given("min_cluster_size") else None}
+
+
 def exit_if_strict(strict: bool, summary, not_sorted: int = 0) -> None:
     """`--strict`: the command did its work, but a skipped file makes the exit code 3."""
     skipped = len(summary.skipped) + not_sorted
     if strict and skipped:
-        click.echo(f"strict: {skipped} file(s) skipped", err=True)
+        click.echo(f"strict: {plural(skipped, 'file')} skipped (exit code 3)", err=True)
         sys.exit(3)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=(
+    "Exit codes: 0 done, 1 error (one line says why), 2 wrong command line, 3 done but --strict and some "
+    "file was skipped, 130 interrupted (run the same command again to resume). Shell completion: "
+    'eval "$(_ILLUSORT_COMPLETE=bash_source illusort)" (zsh_source, fish_source for other shells).'))
 @click.version_option(__version__, prog_name="illusort")
 def main():
-    """Sort anime/manga illustrations by the character drawn in them."""
+    """Sort anime/manga illustrations by the character drawn in them.
+
+    Start with `illusort sort DIR`; `illusort status OUT` tells where a sort stands."""
     warnings.filterwarnings("default", module="illusort")
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
 
@@ -155,13 +221,17 @@ def embed(folder, use_ray, ray_address, ray_actors, **kwargs):
     if use_ray or ray_address:
         from .distributed import ray_runner
 
+        workflow.check_folder(folder)
         try:
             runner = ray_runner(ray_address, ray_actors, settings.model)
         except RuntimeError as error:
             raise click.ClickException(str(error)) from None
+    workflow.check_folder(folder)
+    workflow.check_not_output(folder, "embed")
+    workflow.check_settings(settings)
     model, index, summary = workflow.embed(folder, settings, runner=runner)
     index.close()
-    click.echo(f"model {model.model_id}; index {index.path}", err=True)
+    click.echo(f"model {model.card.get('name') or model.model_id} ({model.model_id}); index {index.path}", err=True)
     report_embedding(summary)
     exit_if_strict(kwargs["strict"], summary)
 
@@ -178,70 +248,159 @@ def cluster(folder, output, recluster, **kwargs):
     """Group FOLDER's images into characters (embeds first, incrementally)."""
     from . import workflow
 
+    notes = cluster_notes(kwargs)
     options = cluster_kwargs(kwargs)
-    model, index, summary = workflow.embed(folder, settings_from(kwargs))
+    settings = settings_from(kwargs)
+    workflow.check_folder(folder)
+    workflow.check_not_output(folder, "cluster")
+    workflow.check_settings(settings)
+    workflow.check_has_pictures(folder)
+    model, index, summary = workflow.embed(folder, settings)
     report_embedding(summary)
     with index:
         rows, clustering = workflow.cluster(index, model, recluster, **options)
     output = output or index.path.parent / "clusters.csv"
     workflow.write_assignment(output, rows, clustering)
-    click.echo(clustering.summary())
+    for note in ignored_options(notes, len(rows)):
+        click.echo(f"note: {note}", err=True)
+    click.echo(clustering_line(clustering))
     click.echo(f"assignment written to {output}", err=True)
     exit_if_strict(kwargs["strict"], summary)
 
 
 @main.command()
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("folder", type=click.Path(path_type=Path), required=False)
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: FOLDER-sorted beside FOLDER).")
 @click.option("--mode", type=click.Choice(["symlink", "copy", "hardlink", "move"]), default="symlink",
               show_default=True, help="How files get into the character folders.")
-@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-@click.option("--undo", is_flag=True, help="Reverse the sort in OUT (give the output folder as FOLDER or --out).")
+@click.option("--dry-run", is_flag=True,
+              help="Show what would change in OUT (per folder); write nothing, not even the index.")
+@click.option("--undo", is_flag=True, help="Reverse the sort in OUT (same as: illusort undo OUT).")
 @click.option("--known", type=click.Path(path_type=Path), default=None, metavar="REFS",
               help="Folder of REFS/<name>/<reference images>: images close enough to a reference go to OUT/<name>/ "
                    "(never forced: the rest are clustered).")
 @click.option("--threshold", "-t", type=click.FloatRange(-1, 1), default=None,
               help="--known: cosine similarity an image needs to join a known character (default: the model "
                    "card's 1%-false-accept point; higher = fewer, surer matches).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (what was done, or planned).")
 @model_options
 @cluster_options
 @recluster_option
 @fail_cleanly
-def sort(folder, out, mode, dry_run, undo, known, threshold, recluster, **kwargs):
+def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster, **kwargs):
     """Sort FOLDER into per-character folders: OUT/character-NNN/ and OUT/unsorted/.
 
     Never overwrites or loses a file. Re-running adds new images to the existing characters
     and keeps names and corrections (illusort name / merge / move, or folders renamed by hand)."""
-    from . import workflow
-    from .sort import undo_sort
-
     if undo:
-        undone, left = undo_sort(out or folder)
-        click.echo(f"undone {undone} entries" + (f"; {left} changed since and left in place" if left else ""))
-        return
+        if folder is not None and out is not None:
+            raise click.UsageError("--undo takes one folder: illusort undo OUT")
+        if (out or folder) is None:
+            raise click.UsageError("give the output folder to undo: illusort undo OUT")
+        return undo_output(out or folder, as_json)
+    if folder is None:
+        raise click.UsageError("Missing argument 'FOLDER' (the folder of pictures to sort).")
+    from . import workflow
+
+    notes = cluster_notes(kwargs)
     options = cluster_kwargs(kwargs)
-    planned, result, clustering, summary = workflow.sort(folder, out, settings_from(kwargs), mode, dry_run,
-                                                         known, threshold, recluster, **options)
-    report_embedding(summary)
-    click.echo(clustering.summary())
-    out = out or workflow.default_output(folder)
-    if dry_run:
-        for entry in planned[:50]:
-            click.echo(f"{mode} {entry.src} -> {out / entry.dest}")
-        if len(planned) > 50:
-            click.echo(f"... {len(planned) - 50} more")
-        return
-    folders = ", ".join(f"{name} ({n})" for name, n in sorted(result.folders.items()))
-    click.echo(f"{out}: {result.created} new, {result.removed} removed, {result.kept} kept; {folders}")
-    if result.conflicts:
-        click.echo(f"warning: {len(result.conflicts)} names already taken by other files were left alone",
-                   err=True)
-    for src, reason in result.unavailable[:20]:
+    run = workflow.sort_folder(folder, out, settings_from(kwargs), mode, dry_run, known, threshold, recluster,
+                               **options)
+    report_embedding(run.summary, as_json)
+    notes = ignored_options(notes, len(run.clustering.labels))
+    planned_folders = Counter(entry_folder(e.dest) for e in run.planned)
+    folders = run.result.folders if run.result else planned_folders
+    pictures = len({e.src for e in run.planned})
+    characters = sorted(f for f in folders if f not in RESERVED_FOLDERS)
+    changes = plan_and_result(run, workflow)
+    if as_json:
+        click.echo(json.dumps({
+            "folder": str(Path(folder).resolve()), "out": str(Path(run.out).resolve()), "mode": mode, "dry_run": dry_run,
+            "model": run.model, "model_id": run.model_id, "pictures": pictures, "characters": len(characters),
+            "folders": dict(sorted(folders.items())), "unsorted": folders.get("unsorted", 0),
+            "created": changes["created"], "removed": changes["removed"], "kept": changes["kept"],
+            "skipped": [{"path": p, "reason": r} for p, r in run.summary.skipped],
+            "not_sorted": [{"path": p, "reason": r} for p, r in (run.result.unavailable if run.result else [])],
+            "notes": notes}, indent=1))
+    else:
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
+        sizes = ", ".join(f"{f} {folders[f]}" for f in sorted(characters, key=lambda f: (-folders[f], f))[:12])
+        more = ", ..." if len(characters) > 12 else ""
+        click.echo(f"{plural(pictures, 'picture')} into {plural(len(characters), 'character')}"
+                   + (f" ({sizes}{more})" if sizes else "")
+                   + f", {folders.get('unsorted', 0)} unsorted; model {run.model}")
+        verb = "would make" if dry_run else "made"
+        click.echo(f"{run.out}: {verb} {changes['created']} new, {changes['removed']} removed, "
+                   f"{changes['kept']} unchanged")
+        if dry_run:
+            show_plan(run, mode, workflow)
+            return
+    if run.result.conflicts:
+        click.echo(f"warning: {plural(len(run.result.conflicts), 'name')} already taken by other files "
+                   "were left alone", err=True)
+    for src, reason in run.result.unavailable[:20]:
         click.echo(f"warning: not sorted {src}: {reason}", err=True)
-    if len(result.unavailable) > 20:
-        click.echo(f"  ... and {len(result.unavailable) - 20} more not sorted", err=True)
-    exit_if_strict(kwargs["strict"], summary, len(result.unavailable))
+    if len(run.result.unavailable) > 20:
+        click.echo(f"  ... and {len(run.result.unavailable) - 20} more not sorted", err=True)
+    if not as_json:
+        click.echo(f"next: illusort report {run.out}   (or: illusort status {run.out})", err=True)
+    exit_if_strict(kwargs["strict"], run.summary, len(run.result.unavailable))
+
+
+RESERVED_FOLDERS = ("unsorted", "not-a-character")
+
+
+def entry_folder(dest: str) -> str:
+    return dest.rsplit("/", 1)[0] if "/" in dest else ""
+
+
+def plan_and_result(run, workflow) -> dict:
+    if run.result is not None:
+        return {"created": run.result.created, "removed": run.result.removed, "kept": run.result.kept}
+    changes = workflow.plan_changes(run.planned, run.previous)
+    return {"created": len(changes["new"]), "removed": len(changes["removed"]), "kept": changes["kept"]}
+
+
+def show_plan(run, mode: str, workflow) -> None:
+    """A dry run: per folder, what it would hold and what changes; then the first new entries."""
+    changes = workflow.plan_changes(run.planned, run.previous)
+    new = Counter(entry_folder(e.dest) for e in changes["new"])
+    gone = Counter(entry_folder(e.dest) for e in changes["removed"])
+    total = Counter(entry_folder(e.dest) for e in run.planned)
+    for folder in sorted(set(total) | set(gone), key=lambda f: (f in RESERVED_FOLDERS, -total[f], f)):
+        delta = ", ".join(x for x in (f"+{new[folder]}" if new[folder] else "",
+                                      f"-{gone[folder]}" if gone[folder] else "") if x)
+        click.echo(f"  {folder or '.'}: {total[folder]}" + (f" ({delta})" if delta else ""))
+    for entry in changes["new"][:50]:
+        click.echo(f"{mode} {entry.src} -> {run.out / entry.dest}")
+    if len(changes["new"]) > 50:
+        click.echo(f"... {len(changes['new']) - 50} more")
+    if not changes["new"] and not changes["removed"]:
+        click.echo("nothing would change (dry run: nothing written)")
+
+
+def undo_output(out: Path, as_json: bool = False) -> None:
+    from .sort import undo_sort
+    from .status import find_sort
+
+    find_sort(out, "undo")
+    undone, left = undo_sort(out)
+    if as_json:
+        click.echo(json.dumps({"out": str(out), "undone": undone, "left": left}))
+        return
+    click.echo(f"undone {plural(undone, 'entry', 'entries')}"
+               + (f"; {left} changed since and left in place" if left else f"; {out} holds no sort any more"))
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@fail_cleanly
+def undo(out, as_json):
+    """Reverse the sort in OUT: remove what it made (moved files go back); keep what you changed since."""
+    undo_output(out, as_json)
 
 
 index_option = click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
@@ -258,9 +417,11 @@ def name(out, folder, name, index_path):
     """Name the character in OUT/FOLDER: the folder becomes OUT/NAME (merged into it if it
     exists), and later sorts keep these images, and new ones like them, under NAME."""
     from . import corrections
+    from .status import find_sort
 
+    find_sort(out, "name")
     moved = corrections.name_character(out, folder, name, index_path)
-    click.echo(f"{len(moved)} images now in {Path(out) / name}")
+    click.echo(f"{plural(len(moved), 'picture')} now in {Path(out) / name}")
 
 
 @main.command()
@@ -272,9 +433,11 @@ def name(out, folder, name, index_path):
 def merge(out, into, others, index_path):
     """Merge character folders OTHERS into INTO (one character split in several clusters)."""
     from . import corrections
+    from .status import find_sort
 
+    find_sort(out, "merge")
     moved = corrections.merge_characters(out, into, list(others), index_path)
-    click.echo(f"{len(moved)} images moved into {Path(out) / into}")
+    click.echo(f"{plural(len(moved), 'picture')} moved into {Path(out) / into}")
 
 
 @main.command()
@@ -285,14 +448,17 @@ def merge(out, into, others, index_path):
 @index_option
 @fail_cleanly
 def move(out, files, to, not_character, index_path):
-    """Move images of OUT (FILES, paths inside OUT) to another character; remembered by later sorts."""
+    """Move pictures of OUT to another character; remembered by later sorts. FILES are paths
+    inside OUT, e.g. character-007/x.png (as the report and `illusort status` show them)."""
     from . import corrections
     from .sort import NOT_A_CHARACTER
+    from .status import find_sort
 
     if bool(to) == not_character:
         raise click.UsageError("give either --to NAME or --not-character")
+    find_sort(out, "move")
     moved = corrections.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path)
-    click.echo(f"{len(moved)} images moved to {Path(out) / (to or NOT_A_CHARACTER)}")
+    click.echo(f"{plural(len(moved), 'picture')} moved to {Path(out) / (to or NOT_A_CHARACTER)}")
 
 
 @main.command()
@@ -303,21 +469,70 @@ def report(out, quiet):
     """Write OUT/report.html: each character as a contact sheet, the unsorted images, and what
     is new since the last report (thumbnails cached in OUT/.illusort-thumbs)."""
     from .report import write_report
+    from .status import find_sort
 
-    path, stats = write_report(out, progress=not quiet)
-    click.echo(f"{path}: {stats['characters']} characters, {stats['images']} images, {stats['new']} new")
+    find_sort(out, "report")
+    path, stats = write_report(out, progress=show_progress(quiet))
+    click.echo(f"{path}: {plural(stats['characters'], 'character')}, {plural(stats['images'], 'picture')}, "
+               f"{stats['new']} new")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@fail_cleanly
+def status(path, as_json):
+    """Where the sort of PATH stands (its output folder, or the folder that was sorted): model,
+    pictures indexed and skipped, folders, unsorted pictures with the character each is
+    nearest to, the last run, and what a re-run would change. Changes nothing."""
+    from .status import status as read_status
+
+    info = read_status(path)
+    if as_json:
+        click.echo(json.dumps(info, indent=1))
+        return
+    echo = click.echo
+    echo(f"{info['folder']} -> {info['out'] or '(no output folder)'}" + (f" ({info['mode']})" if info['mode'] else ""))
+    echo(f"model: {info['model'] or 'none yet'}" + (f", faces {info['faces']}" if info['faces'] else "")
+         + (f"; last run {info['last_run']}" if info['last_run'] else ""))
+    echo(f"pictures: {info['indexed']} indexed, {len(info['skipped'])} skipped")
+    for item in info["skipped"][:10]:
+        echo(f"  skipped {item['path']}: {item['reason']}")
+    folders = info["folders"]
+    echo(f"characters: {len(info['named'])} named, {len(info['numbered'])} numbered; "
+         f"{info['unsorted']} unsorted" + (f", {info['not_a_character']} set aside" if info['not_a_character'] else ""))
+    for folder, count in folders.items():
+        echo(f"  {folder}: {count}")
+    if info["suggestions"]:
+        echo("unsorted pictures, nearest character (similarity) and the command that accepts it:")
+        for s in info["suggestions"][:30]:
+            weak = "" if s.get("likely", True) else ", below the model's threshold"
+            echo(f"  {s['file']}: {s['folder']} ({s['similarity']:.2f}{weak})   {s['command']}")
+        if len(info["suggestions"]) > 30:
+            echo(f"  ... {len(info['suggestions']) - 30} more (--json lists all)")
+    rerun = info["rerun"]
+    if rerun["up_to_date"]:
+        echo("a re-run would change nothing: no new, changed or deleted pictures")
+    else:
+        parts = [f"{len(rerun['new'])} new", f"{len(rerun['changed'])} changed", f"{len(rerun['deleted'])} deleted"]
+        renamed = ", ".join(f"{a} -> {b}" for a, b in rerun["renamed_folders"].items())
+        echo(f"a re-run would take in: {', '.join(parts)} pictures" + (f"; folders renamed by hand: {renamed}" if renamed else "")
+             + f"   (illusort sort {info['folder']}" + (f" --out {info['out']})" if info['out'] else ")"))
 
 
 @main.command()
 @click.argument("references", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--in", "folder", type=click.Path(path_type=Path), default=".", show_default=True,
-              help="Folder to search (it is embedded incrementally first).")
+@click.option("--in", "folder", type=click.Path(path_type=Path), default=None,
+              help="Folder to search (embedded incrementally first). Default: the sorted folder the current "
+                   "folder belongs to (its output folder, or a folder with an index); never the current "
+                   "folder just because you are in it.")
 @click.option("--top", "-k", type=click.IntRange(1), default=None, help="At most this many results.")
 @click.option("--threshold", "-t", type=float, default=None,
               help="Minimum cosine similarity (default: the model card's; none for untrained models).")
 @click.option("--link", type=click.Path(path_type=Path), default=None,
               help="Also gather the matches into this folder as symlinks.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: 'folder' searched, and per match 'path' (inside it), 'file' (as the text shows it), 'score'.")
 @click.option("--no-update", is_flag=True,
               help="Search the index as it is: skip looking for new or changed files (fast on huge folders).")
 @model_options
@@ -326,22 +541,37 @@ def query(references, folder, top, threshold, link, as_json, no_update, **kwargs
     """Find every image of the character in REFERENCES (one or more images) in a folder."""
     from . import workflow
 
-    hits, used, summary = workflow.query(list(references), folder, settings_from(kwargs), top, threshold,
+    settings = settings_from(kwargs)
+    workflow.check_references(list(references))
+    folder, note = workflow.find_search_folder(folder)
+    if note:
+        click.echo(f"note: {note}", err=True)
+    if link:
+        from .sort import check_output
+
+        check_output(folder, link, "symlink")
+    hits, used, summary = workflow.query(list(references), folder, settings, top, threshold,
                                          update=not no_update)
-    report_embedding(summary)
+    if no_update:
+        click.echo(f"searched the index as it is: {plural(summary.files, 'picture')} (new files not looked for)",
+                   err=True)
+    else:
+        report_embedding(summary)
     if used is None and top is None:
         hits = hits[:20]
         click.echo("note: the model has no calibrated threshold; showing the 20 best (use --top/--threshold)",
                    err=True)
     if as_json:
-        click.echo(json.dumps({"threshold": used, "matches": [{"path": p, "score": s} for p, s in hits]}, indent=1))
+        click.echo(json.dumps({"folder": str(folder), "threshold": used,
+                               "matches": [{"path": p, "file": str(Path(folder) / p), "score": s} for p, s in hits]},
+                              indent=1))
     else:
         for path, score in hits:
             click.echo(f"{score:.3f}  {Path(folder) / path}")
     if link:
         result = workflow.link_matches(folder, [p for p, _ in hits], link)
         click.echo(f"{result.created} new links in {link} ({sum(result.folders.values())} in all); "
-                   f"undo with: illusort sort --undo {link}", err=True)
+                   f"undo with: illusort undo {link}", err=True)
     exit_if_strict(kwargs["strict"], summary)
 
 
@@ -363,10 +593,19 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
     """Score a model on a labelled FOLDER of CHARACTER/IMAGE files: AMI, ARI, noise, clusters,
     EER (overall and per images-per-character bucket). Reproducible: --seed defaults to 0."""
     from . import evaluate as ev
+    from . import workflow
 
     options = cluster_kwargs(kwargs)
     seed = 0 if options["seed"] is None else options["seed"]
     settings = settings_from(kwargs)
+    workflow.check_folder(folder)
+    workflow.check_settings(settings)
+    card = ev._card_preview(settings.model) if characters != "all" else None
+    if card is not None and characters not in (card.get("split") or {}):
+        raise click.ClickException(
+            f"{settings.model or 'the default model'} has no train/dev/test split of characters in its model card, "
+            f"so '--characters {characters}' cannot be applied; use '--characters all' (models trained by "
+            "`illusort train` record their split)")
     try:
         if all_layers:
             if settings.layer:
@@ -403,9 +642,11 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
                                       "ft+dc (deepcluster from a finetune checkpoint given as --init).")
 @click.option("--arch", type=click.Choice(["resnet18", "vgg16", "lite0"]), default=None,
               help="Network (default: resnet18 for triplet, vgg16 for the others).")
-@click.option("--init", default="imagenet", show_default=True, metavar="imagenet|lite0|none|PATH",
-              help="Starting weights: torchvision ImageNet (needs a download once), lite0 (EfficientNet-Lite0 "
-                   "ImageNet, installed offline; implies --arch lite0), none (random), or an illusort checkpoint.")
+@click.option("--init", default=None, metavar="MODEL|imagenet|lite0|none|PATH",
+              help="Starting weights. Default: the shipped model (anime-lite0, offline; implies --arch lite0) "
+                   "unless --arch resnet18/vgg16 is given (then imagenet). A model name or checkpoint; "
+                   "imagenet (torchvision's weights: downloaded once, then cached); lite0 (EfficientNet-Lite0 "
+                   "ImageNet, installed offline); none (random).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Model to write (default models/METHOD-ARCH.pt); also OUT.last.pt (resume) and OUT.log.jsonl.")
 @click.option("--epochs", type=click.IntRange(1), default=None,
@@ -455,8 +696,10 @@ def train_command(dirs, quiet, **kwargs):
     threshold (used by `query`) and test scores."""
     from .train import TrainError, TrainingInterrupted, train
 
+    kwargs["init"] = train_init(kwargs["init"], kwargs["arch"], kwargs["method"], kwargs["resume"])
     try:
-        card = train(list(dirs), progress=not quiet, log=lambda message: click.echo(message, err=True), **kwargs)
+        card = train(list(dirs), progress=show_progress(quiet), log=lambda message: click.echo(message, err=True),
+                     **kwargs)
     except TrainError as error:
         raise click.ClickException(str(error)) from None
     except TrainingInterrupted as stop:
@@ -467,12 +710,42 @@ def train_command(dirs, quiet, **kwargs):
                    "with --resume.", err=True)
         sys.exit(130)
     dev, test = (card.get("metrics") or {}).get("dev"), (card.get("metrics") or {}).get("test")
-    parts = [f"{card['name']}: {card['method']} {card['arch']}, {card['epochs']} epochs (best {card['best_epoch']})"]
+    parts = [f"{card['name']}: {card['method']} {card['arch']}, {plural(card['epochs'], 'epoch')} "
+             f"(best {card['best_epoch']})"]
     if dev:
         parts.append(f"dev EER {dev['eer']:.3f} (threshold {card['threshold']:.3f})")
     if test:
         parts.append(f"test EER {test['eer']:.3f}")
     click.echo("; ".join(parts))
+
+
+def train_init(init: str | None, arch: str | None, method: str, resume: bool) -> str | None:
+    """`--init`: a model name becomes its checkpoint; no --init starts from the shipped model
+    (offline), or from ImageNet for an --arch the shipped model is not."""
+    from .errors import InputError
+    from .modelspec import BUILTIN, DEFAULT_MODEL, find_model_file
+
+    if init is None:
+        if resume or method == "ft+dc":
+            return init
+        if arch in (None, "lite0"):
+            path = find_model_file(DEFAULT_MODEL)
+            if path is not None:
+                click.echo(f"starting from the shipped model {DEFAULT_MODEL} (--init imagenet, lite0 or none to "
+                           "start elsewhere)", err=True)
+                return str(path)
+            return "lite0"
+        return "imagenet"
+    if init in ("imagenet", "lite0", "none"):
+        return init
+    if init in BUILTIN:
+        raise InputError(f"--init {init} is a built-in feature model; for its ImageNet weights use --init imagenet "
+                         f"(or lite0) with --arch")
+    path = find_model_file(init)
+    if path is None:
+        raise InputError(f"--init {init}: no such model or checkpoint (use a model name such as {DEFAULT_MODEL}, "
+                         "a .pt path, imagenet, lite0 or none)")
+    return str(path)
 
 
 if __name__ == "__main__":

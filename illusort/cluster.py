@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import IllusortError
+
 
 @dataclass
 class Clustering:
@@ -46,7 +48,7 @@ def effective_min_cluster_size(n: int, requested: int) -> int:
     return int(max(2, min(requested, n // 8)))
 
 
-class ClusterError(ValueError):
+class ClusterError(IllusortError, ValueError):
     """Clustering cannot be done as asked; the message says why and what to do."""
 
 

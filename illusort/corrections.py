@@ -8,9 +8,31 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import InputError
 from .index import Index, default_index_path
-from .sort import (Entry, SortError, check_folder_name, folder_of, read_manifest, relocate, require_manifest,
-                   take_renames)
+from .sort import (NOT_A_CHARACTER, UNSORTED, Entry, SortError, check_folder_name, folder_of, read_manifest, relocate,
+                   require_manifest, take_renames)
+
+RESERVED = (UNSORTED, NOT_A_CHARACTER)
+
+
+def check_character_name(name: str, option: str = "NAME") -> str:
+    """A name the user may give a character: a folder name, and not one of illusort's own."""
+    if name == UNSORTED:
+        raise InputError(f"'{UNSORTED}' is where illusort keeps pictures that fit no character; "
+                         f"choose another {option}")
+    if name == NOT_A_CHARACTER:
+        raise InputError(f"'{NOT_A_CHARACTER}' is reserved; set pictures aside with "
+                         "illusort move OUT FILE... --not-character")
+    return check_folder_name(name)
+
+
+def check_character_folder(folder: str) -> str:
+    """FOLDER of `name`/`merge` must be a character, not the leftovers or the set-aside."""
+    if folder in RESERVED:
+        raise InputError(f"'{folder}' is not a character folder; move its pictures one by one with "
+                         f"illusort move OUT {folder}/FILE --to NAME")
+    return folder
 
 
 def record_renames(index: Index, root: Path, entries: list[Entry]) -> None:
@@ -56,13 +78,16 @@ def _correct(root, index, out, targets: dict[str, str], confirmed=()) -> list[En
 
 def name_character(out: Path, folder: str, name: str, index_path: Path | None = None) -> list[Entry]:
     """Rename a character folder (merging it into NAME if that folder exists)."""
-    check_folder_name(name)
+    check_character_folder(folder)
+    check_character_name(name)
     with corrections(out, index_path) as (root, index):
         return _correct(root, index, out, {e.dest: name for e in folder_entries(out, folder)})
 
 
 def merge_characters(out: Path, into: str, others: list[str], index_path: Path | None = None) -> list[Entry]:
     """Merge character folders into `into`; all their images are remembered as that character."""
+    for folder in (into, *others):
+        check_character_folder(folder)
     with corrections(out, index_path) as (root, index):
         kept = folder_entries(out, into)
         targets = {e.dest: into for folder in others for e in folder_entries(out, folder)}
@@ -70,18 +95,30 @@ def merge_characters(out: Path, into: str, others: list[str], index_path: Path |
 
 
 def move_images(out: Path, files: list[Path], to: str, index_path: Path | None = None) -> list[Entry]:
-    """Move images (paths inside OUT) to character `to` ('not-a-character' sets them aside)."""
-    check_folder_name(to)
+    """Move images to character `to` ('not-a-character' sets them aside). FILES are paths
+    inside OUT, relative to OUT (`character-007/x.png`) or absolute/relative to the current
+    folder when they lead into OUT."""
+    if to != NOT_A_CHARACTER:
+        check_character_name(to, "--to NAME")
     out_r = Path(out).resolve()
     with corrections(out, index_path) as (root, index):
         entries = {e.dest: e for e in read_manifest(out_r)["entries"]}
-        targets = {}
-        for file in files:
-            try:
-                dest = (Path(file).parent.resolve() / Path(file).name).relative_to(out_r).as_posix()
-            except ValueError:
-                raise SortError(f"{file} is not inside {out}") from None
-            if dest not in entries:
-                raise SortError(f"{file} is not an image this sort placed in {out}")
-            targets[dest] = to
+        targets = {dest_in(out, out_r, file, entries): to for file in files}
         return _correct(root, index, out, targets, confirmed=[entries[d] for d in targets if folder_of(d) == to])
+
+
+def dest_in(out: Path, out_r: Path, file: Path, entries: dict) -> str:
+    """The manifest path ('folder/name') of FILE, a picture of OUT: relative to OUT first,
+    else as given (absolute, or relative to the current folder)."""
+    file = Path(file)
+    candidates = [] if file.is_absolute() else [file.as_posix()]
+    try:
+        candidates.append((file.parent.resolve() / file.name).relative_to(out_r).as_posix())
+    except ValueError:
+        pass
+    for dest in candidates:
+        if dest in entries:
+            return dest
+    example = next(iter(sorted(entries)), "character-001/x.png")
+    raise SortError(f"{file} is not a picture of {out}; give its path inside {out} as `illusort status` "
+                    f"and the report show it, e.g. {example}")

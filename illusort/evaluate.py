@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import IllusortError, MissingPath
 from . import metrics
 from .images import find_images
 from .workflow import with_model_threshold
@@ -26,7 +27,7 @@ from .workflow import with_model_threshold
 SELECTIONS = ("all", "train", "dev", "test")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(IllusortError, ValueError):
     """A folder or model that cannot be evaluated as asked; the message says why."""
 
 
@@ -41,7 +42,7 @@ def labelled_images(root: Path, depth: int = 1, exclude: Path | None = None) -> 
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"folder {root} does not exist" if not root.exists() else f"{root} is not a folder")
+        raise MissingPath(f"folder {root} does not exist" if not root.exists() else f"{root} is not a folder")
     found, loose = [], 0
     for rel in find_images(root, exclude):
         if len(rel.parts) <= depth:

@@ -11,6 +11,8 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw
 
+from .errors import IllusortError
+
 FACE_MODES = ("auto", "always", "off")
 # The detector's box runs from the eyebrows to the chin; the crop is ENLARGE times as wide
 # and high, its centre moved up by RAISE box heights, so hair (colour, style: most of what
@@ -24,7 +26,7 @@ DETECT_SIDE = 384  # detection runs on a copy this large (its cost grows with pi
 DECODE_SIDE = 2048  # JPEGs are decoded at about this size, so small faces crop sharp
 
 
-class FaceDetectorError(RuntimeError):
+class FaceDetectorError(IllusortError, RuntimeError):
     """Face detection cannot run here; the message says what to install or which option to use."""
 
 

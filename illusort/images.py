@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps
+from .errors import IllusortError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 INDEX_DIRNAME = ".illusort"
@@ -22,7 +23,7 @@ MAX_PIXELS = 20_000 * 20_000
 BACKGROUND = (255, 255, 255)  # alpha is flattened on white, like most image viewers
 
 
-class BadImage(Exception):
+class BadImage(IllusortError):
     """An image file that cannot be used; the message is the one-line reason."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import IllusortError
 from .images import INDEX_DIRNAME
 
 SCHEMA = """
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS clusterings(  -- the last clustering per model and se
 """
 
 
-class IndexBusy(RuntimeError):
+class IndexBusy(IllusortError, RuntimeError):
     """Another illusort process is writing this index."""
 
 

@@ -4,6 +4,10 @@ Each character folder is a contact sheet with its count; then the unsorted image
 set aside as not a character. Images new since the previous report are marked and listed
 first. The page is self-contained (inline style, no network); thumbnails are JPEG files
 cached in OUT/.illusort-thumbs, made once per source file version.
+
+A picture placed by one of its faces (`--faces`) is shown as that face crop, so the page
+shows why it is there (the whole picture is a click away). Each unsorted picture shows the
+character it is nearest to, with the similarity and the `illusort move` that accepts it.
 """
 from __future__ import annotations
 
@@ -33,6 +37,9 @@ figure.new{border:2px solid #e67e00}
 figure.new::after{content:"new";position:absolute;top:4px;left:4px;background:#e67e00;color:#fff;
  font-size:11px;padding:0 4px;border-radius:3px}
 .summary li{margin:.1em 0}
+figure.face img{outline:2px solid #3a7bd5;outline-offset:-2px}
+.suggest{font-size:10px;padding:0 4px 3px;color:#444;white-space:normal;word-break:break-all}
+.suggest code{display:block;color:#666}
 """
 
 
@@ -48,17 +55,24 @@ def folder_order(folders: dict[str, list]) -> list[str]:
     return characters + [f for f in special if f in folders]
 
 
-def thumbnail(src: str, cache: Path) -> str | None:
-    """Cached thumbnail file name of an image (None if it cannot be read)."""
+def thumbnail(src: str, cache: Path, box: list | None = None) -> str | None:
+    """Cached thumbnail file name of an image, or of its face crop `box` (pixels of the image
+    as `embed` decodes it); None if it cannot be read."""
     try:
         st = os.stat(src)
     except OSError:
         return None
-    key = hashlib.sha1(f"{src}\0{st.st_size}\0{st.st_mtime_ns}".encode("utf-8", "surrogateescape")).hexdigest()
+    key = hashlib.sha1(f"{src}\0{st.st_size}\0{st.st_mtime_ns}\0{box}".encode("utf-8", "surrogateescape")).hexdigest()
     name = f"{key[:20]}.jpg"
     if not (cache / name).exists():
         try:
-            image, _ = read_image(Path(src), max_side=THUMB_SIDE * 2)
+            if box:
+                from .faces import DECODE_SIDE
+
+                image, _ = read_image(Path(src), max_side=DECODE_SIDE)
+                image = image.crop(tuple(box))
+            else:
+                image, _ = read_image(Path(src), max_side=THUMB_SIDE * 2)
         except BadImage:
             return None
         image.thumbnail((THUMB_SIDE, THUMB_SIDE))
@@ -87,10 +101,21 @@ def write_report(out: Path, progress: bool = True) -> tuple[Path, dict]:
     cache.mkdir(exist_ok=True)
     from tqdm import tqdm
 
+    from . import status
+
+    db = status.open_index(Path(manifest["source"]))
+    try:
+        model = status.model_key(db)
+        boxes = status.face_boxes(manifest, db, model)
+        hints = status.suggestions(manifest, db, model, out)
+    finally:
+        if db is not None:
+            db.close()
     thumbs = {}
     for e in tqdm(entries, desc="thumbnails", unit="img", disable=not progress or not entries, file=sys.stderr):
         # a moved file lives in OUT now; links and copies are read from the source
-        thumbs[e.dest] = thumbnail(str(out / e.dest) if manifest["mode"] == "move" else e.src, cache)
+        thumbs[e.dest] = thumbnail(str(out / e.dest) if manifest["mode"] == "move" else e.src, cache,
+                                   boxes.get(e.dest))
     # new = a picture the previous report did not show (one renamed or moved is not new)
     new = {e.dest for e in entries if e.src not in seen} if seen is not None else set()
     order = folder_order(folders)
@@ -102,8 +127,14 @@ def write_report(out: Path, progress: bool = True) -> tuple[Path, dict]:
         thumb = thumbs[e.dest]
         picture = (f'<img src="{THUMBS}/{thumb}" alt="{name}">' if thumb
                    else '<div class="missing">unreadable</div>')
-        cls = ' class="new"' if e.dest in new else ""
-        return f'<figure{cls}><a href="{href}">{picture}</a><figcaption title="{name}">{name}</figcaption></figure>'
+        classes = " ".join(c for c, on in (("new", e.dest in new), ("face", e.dest in boxes)) if on)
+        cls = f' class="{classes}"' if classes else ""
+        why = " (placed by this face; click for the whole picture)" if e.dest in boxes else ""
+        hint = hints.get(e.dest)
+        suggestion = (f'<div class="suggest">nearest: {shown(hint["folder"])} {hint["similarity"]:.2f}'
+                      f'<code>{shown(hint["command"])}</code></div>' if hint else "")
+        return (f'<figure{cls}><a href="{href}">{picture}</a><figcaption title="{name}{why}">{name}</figcaption>'
+                f'{suggestion}</figure>')
 
     parts = [f"<h1>{shown(Path(manifest['source']).name)}: {len(characters)} characters, "
              f"{len(entries)} images</h1>",

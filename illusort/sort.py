@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import IllusortError
 from .index import exclusive_lock
 
 MANIFEST = ".illusort-sort.json"
@@ -43,7 +44,7 @@ PARTIAL = ".illusort-partial"
 MAX_NAME_BYTES = 255 - 1 - len(PARTIAL)
 
 
-class SortError(ValueError):
+class SortError(IllusortError, ValueError):
     """A sort that cannot be done as asked; the message says why and what to do."""
 
 

@@ -17,24 +17,12 @@ from pathlib import Path
 
 import torch
 
+from .errors import IllusortError, ModelError  # noqa: F401 (ModelError: its old home)
+from .modelspec import (BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, models_dirs,  # noqa: F401
+                        unknown_model)
 from . import nets
 
 FORMAT = "illusort-checkpoint-1"
-DEFAULT_MODEL = "anime-lite0"
-FALLBACK_MODEL = "lite0-imagenet"
-# Models that need no file: (arch, init, embed_dim). ImageNet features, no anime training.
-BUILTIN = {
-    "lite0-imagenet": ("lite0", "imagenet", None),
-    "resnet18-imagenet": ("resnet18", "imagenet", None),
-    "vgg16-imagenet": ("vgg16", "imagenet", None),
-    "hsv-hist": ("hsv-hist", "none", None),
-}
-
-
-class ModelError(ValueError):
-    """A model name or file that cannot be used; the message says why and what to do."""
-
-
 PRECISIONS = ("float32", "bfloat16")
 
 
@@ -73,23 +61,6 @@ class LoadedModel:
     @property
     def input_size(self) -> int:
         return int(self.card.get("input_size") or self.net.input_size)
-
-
-def models_dirs() -> list[Path]:
-    """Where named models are looked up: $ILLUSORT_MODELS, the source tree, the install prefix."""
-    dirs = [Path(p) for p in os.environ.get("ILLUSORT_MODELS", "").split(os.pathsep) if p]
-    dirs += [Path(__file__).resolve().parent.parent / "models", Path(sys.prefix) / "share/illusort/models"]
-    return dirs
-
-
-def find_model_file(name: str) -> Path | None:
-    path = Path(name).expanduser()
-    if path.suffix == ".pt" or path.exists():
-        return path if path.exists() else None
-    for folder in models_dirs():
-        if (folder / f"{name}.pt").exists():
-            return folder / f"{name}.pt"
-    return None
 
 
 def card_for_builtin(name: str, layer: str | None = None) -> dict:
@@ -131,8 +102,7 @@ def load_model(spec: str | None = None, layer: str | None = None, device: str = 
     else:
         path = find_model_file(spec)
         if path is None:
-            raise ModelError(f"model {spec!r} not found: give a checkpoint path (.pt), a name in "
-                             f"{models_dirs()[1]}, or one of {', '.join(BUILTIN)}")
+            raise unknown_model(spec)
         card, state = read_checkpoint(path)
         if layer:
             card["layer"] = layer
@@ -227,4 +197,6 @@ def resolve_device(device: str = "auto") -> str:
         return "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelError("--device mps asked for, but torch sees no Apple GPU (MPS); use --device cpu")
     return device

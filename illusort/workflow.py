@@ -6,20 +6,32 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, replace
+import os
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .cluster import Clustering, assign_to_clusters, cluster_embeddings
-from .embed import EmbedSummary, default_workers, embed_folder, embed_images
-from .images import BadImage, read_image
-from .index import Index, Row, default_index_path
-from .query import match_known, rank
 from .corrections import record_renames
-from .sort import (SortResult, apply_sort, assign_folders, check_output, plan_entries, previous_folders,
-                   read_manifest, take_renames)
-from .weights import LoadedModel, ModelError, load_model, resolve_device, with_faces, with_precision
+from .errors import InputError, MissingPath, ModelError
+from .images import IMAGE_EXTENSIONS, INDEX_DIRNAME, BadImage, read_image
+from .index import Index, Row, default_index_path
+from .modelspec import check_device, check_model
+from .query import match_known, rank
+from .sort import (Entry, SortResult, apply_sort, assign_folders, check_output, plan_entries,
+                   previous_folders, read_manifest, take_renames)
+
+if TYPE_CHECKING:  # torch: imported by the functions that embed, so other commands start at once
+    from .embed import EmbedSummary
+    from .weights import LoadedModel
+
+# Index meta key of the last sort (model, output, time): `illusort status` reads it.
+LAST_SORT = "last sort"
 
 
 @dataclass
@@ -36,16 +48,57 @@ class Settings:
     precision: str = "float32"    # or bfloat16 (faster on CPUs with bf16 units)
 
 
-def check_folder(root: Path) -> Path:
+def check_folder(root: Path, what: str = "folder") -> Path:
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"folder {root} does not exist" if not root.exists() else f"{root} is not a folder")
+        raise MissingPath(f"{what} {root} does not exist" if not root.exists() else f"{root} is not a folder")
     return root
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse a model or device that cannot work, before any scan (no torch needed)."""
+    check_model(settings.model)
+    check_device(settings.device)
+
+
+def check_not_output(root: Path, command: str = "sort") -> None:
+    """An output folder of illusort holds links to another folder's pictures: scanning it
+    would embed them a second time. Name the folder it was made from instead."""
+    manifest = read_manifest(Path(root))
+    if manifest is not None:
+        raise InputError(f"{root} is an illusort output folder (a sort of {manifest['source']}); "
+                         f"{command} {manifest['source']} instead")
+
+
+def first_image(root: Path) -> str | None:
+    """Some picture below ROOT (as `find_images` would find it), or None: a quick look that
+    stops at the first one, so an empty folder is refused before any slow work."""
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                return os.path.join(dirpath, name)
+    return None
+
+
+def check_has_pictures(root: Path) -> None:
+    if first_image(root) is None:
+        raise InputError(f"{root} holds no pictures ({', '.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))}; "
+                         "sub-folders included, hidden ones skipped): give the folder your pictures are in")
 
 
 def open_index(root: Path, settings: Settings) -> tuple[LoadedModel, Index]:
     """The model and DIR's index, as they are (nothing embedded)."""
+    from .weights import load_model, resolve_device, with_faces, with_precision
+
     root = check_folder(root)
+    check_settings(settings)
     model = with_faces(load_model(settings.model, settings.layer, resolve_device(settings.device)), settings.faces)
     model = with_precision(model, settings.precision)
     return model, Index(settings.index or default_index_path(root))
@@ -55,6 +108,8 @@ def embed(root: Path, settings: Settings, exclude: Path | None = None,
           runner=None) -> tuple[LoadedModel, Index, EmbedSummary]:
     """Bring DIR's index up to date; returns the model, the open index and what was done.
     `runner`: where the images are embedded (see `embed.embed_folder`; default here)."""
+    from .embed import default_workers, embed_folder
+
     model, index = open_index(root, settings)
     with index.writing():
         summary = embed_folder(root, model, index, batch_size=settings.batch_size,
@@ -125,23 +180,76 @@ def default_output(root: Path) -> Path:
     return root.with_name(root.name + "-sorted")
 
 
+@dataclass
+class SortRun:
+    """What `sort_folder` did (or, for a dry run, would do)."""
+    out: Path
+    planned: list[Entry]
+    result: SortResult | None          # None for a dry run
+    clustering: Clustering
+    summary: EmbedSummary
+    model: str                         # the model's name
+    model_id: str                      # its index key
+    previous: list[Entry] = field(default_factory=list)  # OUT's entries before this run
+
+
 def sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink", dry_run: bool = False,
          known: Path | None = None, threshold: float | None = None, recluster: bool = False, **cluster_options):
+    """`sort_folder`, returning (plan entries, SortResult or None for a dry run, clustering, embed summary)."""
+    run = sort_folder(root, out, settings, mode, dry_run, known, threshold, recluster, **cluster_options)
+    return run.planned, run.result, run.clustering, run.summary
+
+
+def check_sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink",
+               known: Path | None = None) -> Path:
+    """Every check of a sort that needs no model, in the order a user fixes them; returns OUT."""
+    root = check_folder(root)
+    check_not_output(root)
+    out = Path(out) if out else default_output(root)
+    check_output(root, out, mode)  # refuse bad output folders before any work
+    check_settings(settings)
+    if known:
+        check_known(known)
+    check_has_pictures(root)
+    return out
+
+
+def sort_folder(root: Path, out: Path | None, settings: Settings, mode: str = "symlink", dry_run: bool = False,
+                known: Path | None = None, threshold: float | None = None, recluster: bool = False,
+                **cluster_options) -> SortRun:
     """Embed (incrementally), cluster, and build OUT's character folders.
 
     Images close to a reference in `known` (KNOWN/<name>/<images>, at the model card's
     `known_threshold` unless `threshold`) go to <name>; the rest are clustered. The user's
     corrections (`name`, `merge`, `move`, folders renamed by hand) hold over both.
-    Returns (plan entries, SortResult or None for a dry run, clustering, embed summary)."""
+    A dry run works on a throw-away copy of the index: nothing is written anywhere."""
     root = check_folder(root)
-    out = Path(out) if out else default_output(root)
-    check_output(root, out, mode)  # refuse bad output folders before any work
+    out = check_sort(root, out, settings, mode, known)
+    if not dry_run:
+        return _sort(root, out, settings, mode, False, known, threshold, recluster, cluster_options)
+    with tempfile.TemporaryDirectory(prefix="illusort-dry-run-") as scratch:
+        copy = Path(scratch) / "index.db"
+        index_path = settings.index or default_index_path(root)
+        if Path(index_path).exists():
+            with sqlite3.connect(f"file:{index_path}?mode=ro", uri=True) as source, sqlite3.connect(copy) as target:
+                source.backup(target)
+        return _sort(root, out, replace(settings, index=copy), mode, True, known, threshold, recluster,
+                     cluster_options)
+
+
+def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, cluster_options) -> SortRun:
     known_refs = known_references(known, settings) if known else None
     model, index, summary = embed(root, settings)
     with index:
         if not dry_run:
             record_renames(index, root, take_renames(root, out))
         rows, vectors = index.embeddings(model.model_id)
+        if not rows:
+            if summary.skipped:
+                path, reason = summary.skipped[0]
+                raise InputError(f"none of the {len(summary.skipped)} pictures in {root} could be read "
+                                 f"(e.g. {path}: {reason}); nothing to sort")
+            raise InputError(f"{root} holds no pictures; nothing to sort")
         decided = index.decisions()
         keys = [(r.path, r.face) for r in rows]
         matched = {}
@@ -154,14 +262,42 @@ def sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink"
         free = [i for i in range(len(rows)) if i not in matched]
         clustering = cluster_rows(index, model, [keys[i] for i in free],
                                   vectors[free] if free else np.zeros((0, 1), np.float32), cluster_options, recluster)
-    labels = np.full(len(rows), -1)
-    labels[free] = clustering.labels
-    folders = assign_folders(keys, labels, decided, matched, previous_folders(read_manifest(out)))
-    planned = plan_entries(root, [r.path for r in rows], folders, [r.face for r in rows])
-    if dry_run:
-        return planned, None, clustering, summary
-    result: SortResult = apply_sort(root, out, planned, mode, settings.progress)
-    return planned, result, clustering, summary
+        manifest = read_manifest(out)
+        labels = np.full(len(rows), -1)
+        labels[free] = clustering.labels
+        folders = assign_folders(keys, labels, decided, matched, previous_folders(manifest))
+        planned = plan_entries(root, [r.path for r in rows], folders, [r.face for r in rows])
+        name = model.card.get("name") or model.model_id.split(":")[0]
+        run = SortRun(out, planned, None, clustering, summary, name, model.model_id,
+                      list(manifest["entries"]) if manifest else [])
+        if dry_run:
+            return run
+        run.result = apply_sort(root, out, planned, mode, settings.progress)
+        index.set_meta(LAST_SORT, {"out": str(Path(out).resolve()), "model": name, "model_id": model.model_id,
+                                   "faces": model.faces, "mode": mode, "time": time.strftime("%FT%T%z"),
+                                   "threshold": model.threshold, "options": cluster_options,
+                                   "known": str(Path(known).resolve()) if known else None})
+    return run
+
+
+def plan_changes(planned: list[Entry], previous: list[Entry]) -> dict:
+    """What applying `planned` over OUT's `previous` entries does: {'new': [entries], 'removed':
+    [entries], 'kept': n}. A re-run of an unchanged folder is all 'kept'."""
+    before = {(e.src, e.dest) for e in previous if e.state == "done"}
+    after = {(e.src, e.dest) for e in planned}
+    return {"new": [e for e in planned if (e.src, e.dest) not in before],
+            "removed": [e for e in previous if e.state == "done" and (e.src, e.dest) not in after],
+            "kept": len(before & after)}
+
+
+def check_known(folder: Path) -> Path:
+    """KNOWN must be a folder of KNOWN/<name>/<pictures>: checked before any slow work."""
+    folder = check_folder(folder, "--known folder")
+    for child in sorted(folder.iterdir()):
+        if child.is_dir() and not child.name.startswith(".") and first_image(child):
+            return folder
+    raise InputError(f"--known {folder} holds no reference pictures in sub-folders: "
+                     f"give {folder}/<name>/<pictures>, one sub-folder per character")
 
 
 def known_references(folder: Path, settings: Settings) -> tuple[list[str], np.ndarray]:
@@ -173,8 +309,41 @@ def known_references(folder: Path, settings: Settings) -> tuple[list[str], np.nd
         rows, vectors = index.embeddings(model.model_id)
     keep = [i for i, r in enumerate(rows) if r.face == 0 and "/" in r.path]
     if not keep:
-        raise FileNotFoundError(f"{folder} holds no reference images in sub-folders: give KNOWN/<name>/<images>")
+        raise InputError(f"--known {folder} holds no readable reference pictures in sub-folders: "
+                         f"give {folder}/<name>/<pictures>")
     return [rows[i].path.split("/", 1)[0] for i in keep], vectors[keep]
+
+
+def find_search_folder(folder: Path | None, start: Path | None = None) -> tuple[Path, str | None]:
+    """The folder `query` searches: --in DIR (an output folder of a sort means the folder it was
+    sorted from), else the sorted folder that the current folder belongs to (an output folder
+    or a folder with an index, here or above). Never the current folder just because it is
+    there. Returns (folder, a note saying which folder was chosen, or None)."""
+    if folder is not None:
+        folder = check_folder(folder, "--in folder")
+        manifest = read_manifest(folder)
+        if manifest is not None:
+            return Path(manifest["source"]), f"searching {manifest['source']}, the folder {folder} was sorted from"
+        return folder, None
+    here = Path(start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        manifest = read_manifest(candidate)
+        if manifest is not None:
+            return Path(manifest["source"]), f"searching {manifest['source']}, sorted into {candidate}"
+        if (candidate / INDEX_DIRNAME / "index.db").is_file() and candidate != Path.home().resolve():
+            return candidate, f"searching {candidate}, the sorted folder you are in"
+    raise InputError("which folder should be searched? give it with --in DIR "
+                     "(run from inside a sorted folder or its output to search that one)")
+
+
+def check_references(references: list[Path]) -> None:
+    if not references:
+        raise InputError("give at least one reference picture of the character")
+    for ref in map(Path, references):
+        if ref.is_dir():
+            raise InputError(f"reference {ref} is a folder; give picture files (e.g. {ref}/*.png)")
+        if not ref.exists():
+            raise MissingPath(f"reference picture {ref} does not exist")
 
 
 def query(references: list[Path], root: Path, settings: Settings, top: int | None = None,
@@ -183,6 +352,12 @@ def query(references: list[Path], root: Path, settings: Settings, top: int | Non
     """Images of ROOT ranked by similarity to the reference images (the model card's threshold
     by default); `update=False` searches the index as it is, without scanning ROOT for new
     files first. Returns ([(path, score)], threshold used, embed summary)."""
+    from .embed import EmbedSummary, embed_images
+
+    check_references(references)
+    check_folder(root)
+    check_not_output(root, "query --in")
+    check_settings(settings)
     if update:
         model, index, summary = embed(root, settings)
     else:
@@ -192,10 +367,13 @@ def query(references: list[Path], root: Path, settings: Settings, top: int | Non
         try:
             images.append(read_image(ref)[0])
         except BadImage as error:
+            index.close()
             raise BadImage(f"reference {ref}: {error}") from None
     ref_vectors = embed_images(model, images)
     with index:
         rows, vectors = index.embeddings(model.model_id)
+    if not update:
+        summary.files = len({r.path for r in rows})
     threshold = model.threshold if threshold is None else threshold
     best: dict[str, float] = {}
     for i, score in rank(ref_vectors, vectors, threshold=threshold):

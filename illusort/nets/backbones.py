@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import IllusortError
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # EfficientNet-Lite's own normalisation, (x*255 - 127) / 128.
 LITE_MEAN, LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
@@ -13,7 +15,7 @@ VGG_LAYERS = (*VGG_CONV_TAPS, "fc1", "fc2")
 VGG_DIMS = {"conv1": 64, "conv2": 128, "conv3": 256, "conv4": 512, "conv5": 512, "fc1": 4096, "fc2": 4096}
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(IllusortError, RuntimeError):
     """Pretrained weights are neither cached nor downloadable (offline machine)."""
 
 

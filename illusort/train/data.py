@@ -27,12 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import IllusortError
 from ..images import BadImage, find_images, read_image
 
 TRAIN_SCALE = 1.15  # training images are stored this much above the input size
 
 
-class TrainError(ValueError):
+class TrainError(IllusortError, ValueError):
     """Training cannot start as asked; the message says why and what to do."""
 
 

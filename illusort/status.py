@@ -1,0 +1,259 @@
+"""What a sort looks like now, read without changing anything and without loading a model:
+`illusort status`, the suggestions for unsorted pictures, and the face boxes the review page
+shows. Everything here reads OUT's manifest and the sorted folder's index (read-only).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, MissingPath
+from .images import INDEX_DIRNAME
+from .index import default_index_path
+from .sort import MANIFEST, NOT_A_CHARACTER, UNSORTED, Entry, folder_of, read_manifest
+
+NUMBERED = re.compile(r"character-\d+")
+LAST_SORT = "last sort"  # index meta written by `workflow.sort_folder`
+
+
+def find_sort(path: Path, command: str = "report") -> tuple[Path, dict]:
+    """(OUT, its manifest) for a command that works on a sort's output folder, with an error
+    that names the right folder when the user gave the sorted folder, a missing path or a
+    folder that holds no sort."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingPath(f"folder {path} does not exist; give the output folder of a sort "
+                          "(illusort sort DIR --out OUT)")
+    if not path.is_dir():
+        raise InputError(f"{path} is not a folder; give the output folder of a sort")
+    manifest = read_manifest(path)
+    if manifest is not None:
+        return path, manifest
+    out = sorted_into(path)
+    if out is not None:
+        raise InputError(f"{path} is the folder you sorted, not its output; run: illusort {command} {out}")
+    if (path / INDEX_DIRNAME).is_dir():
+        raise InputError(f"{path} is indexed but not sorted; sort it first: illusort sort {path}")
+    raise InputError(f"{path} holds no illusort sort (no {MANIFEST}); sort a folder into it first: "
+                     f"illusort sort DIR --out {path}")
+
+
+def sorted_into(root: Path) -> Path | None:
+    """The output folder the last sort of ROOT wrote (recorded in its index, or the default
+    ROOT-sorted), when it still holds that sort."""
+    candidates = []
+    meta = last_sort(open_index(root))
+    if meta.get("out"):
+        candidates.append(Path(meta["out"]))
+    resolved = Path(root).resolve()
+    candidates.append(resolved.with_name(resolved.name + "-sorted"))
+    for out in candidates:
+        try:
+            manifest = read_manifest(out)
+        except Exception:  # a damaged manifest elsewhere is not this command's problem
+            continue
+        if manifest is not None and Path(manifest["source"]) == resolved:
+            return out
+    return None
+
+
+# ---- the index, read-only ---------------------------------------------------------------------
+
+def open_index(root: Path, index_path: Path | None = None) -> sqlite3.Connection | None:
+    """The sorted folder's index opened read-only, or None when there is none."""
+    path = Path(index_path) if index_path else default_index_path(Path(root))
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        db.execute("SELECT 1 FROM items LIMIT 1")
+        return db
+    except sqlite3.Error:
+        return None
+
+
+def last_sort(db: sqlite3.Connection | None) -> dict:
+    if db is None:
+        return {}
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key=?", (LAST_SORT,)).fetchone()
+    except sqlite3.Error:
+        return {}
+    return json.loads(row[0]) if row else {}
+
+
+def model_key(db: sqlite3.Connection | None) -> str | None:
+    """The index key of the model the last sort used (else the one with most rows)."""
+    if db is None:
+        return None
+    meta = last_sort(db)
+    if meta.get("model_id"):
+        return meta["model_id"]
+    row = db.execute("SELECT model FROM items GROUP BY model ORDER BY COUNT(*) DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def rows_of(db: sqlite3.Connection | None, model: str | None, vectors: bool = False) -> dict:
+    """(path, face) -> box (and vector when asked) of `model`'s usable rows."""
+    if db is None or model is None:
+        return {}
+    rows = db.execute("SELECT path, face, box" + (", vector" if vectors else "") +
+                      " FROM items WHERE model=? AND vector IS NOT NULL", (model,))
+    found = {}
+    for path, face, box, *vector in rows:
+        box = json.loads(box) if box else None
+        found[os.fsdecode(path), face] = (box, np.frombuffer(vector[0], np.float32)) if vectors else box
+    return found
+
+
+def relative(e: Entry, source: str) -> str:
+    return Path(e.src).relative_to(source).as_posix() if e.src.startswith(source.rstrip("/") + "/") else e.src
+
+
+def face_boxes(manifest: dict, db: sqlite3.Connection | None, model: str | None) -> dict[str, list]:
+    """dest -> the face box that placed the picture in its folder (only for face crops)."""
+    boxes = rows_of(db, model)
+    found = {}
+    for e in manifest["entries"]:
+        rel = relative(e, manifest["source"])
+        for face in e.faces:
+            if boxes.get((rel, face)):
+                found[e.dest] = boxes[rel, face]
+                break
+    return found
+
+
+# ---- suggestions for unsorted pictures -------------------------------------------------------
+
+def suggestions(manifest: dict, db: sqlite3.Connection | None, model: str | None,
+                out: Path | None = None) -> dict[str, dict]:
+    """dest of each unsorted picture -> {'folder', 'similarity', 'command'}: the character
+    folder holding its most similar picture (cosine similarity of the embeddings, best face
+    against any member face), and the one `illusort move` that accepts the suggestion."""
+    rows = rows_of(db, model, vectors=True)
+    source = manifest["source"]
+    members, names = [], []
+    for e in manifest["entries"]:
+        folder = folder_of(e.dest)
+        if folder and folder not in (UNSORTED, NOT_A_CHARACTER):
+            for face in e.faces:
+                row = rows.get((relative(e, source), face))
+                if row is not None:
+                    members.append(row[1])
+                    names.append(folder)
+    if not members:
+        return {}
+    member_matrix = np.stack(members)
+    found = {}
+    for e in manifest["entries"]:
+        if folder_of(e.dest) != UNSORTED:
+            continue
+        vectors = [rows[relative(e, source), f][1] for f in e.faces if (relative(e, source), f) in rows]
+        if not vectors:
+            continue
+        sims = (np.stack(vectors) @ member_matrix.T).max(axis=0)
+        best = int(np.argmax(sims))
+        folder = names[best]
+        command = f"illusort move {quote(str(out)) if out else 'OUT'} {quote(e.dest)} --to {quote(folder)}"
+        found[e.dest] = {"folder": folder, "similarity": round(float(sims[best]), 3), "command": command}
+        threshold = last_sort(db).get("threshold")
+        if threshold is not None:
+            found[e.dest]["likely"] = bool(sims[best] >= threshold)  # at or above the model's same-character point
+    return found
+
+
+def quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+# ---- status -----------------------------------------------------------------------------------
+
+def status(path: Path) -> dict:
+    """Where a sort stands: PATH is its output folder or the folder that was sorted."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingPath(f"folder {path} does not exist")
+    manifest = read_manifest(path) if path.is_dir() else None
+    if manifest is not None:
+        out, root = path, Path(manifest["source"])
+    else:
+        if not path.is_dir():
+            raise InputError(f"{path} is not a folder; give a sorted folder or the output of a sort")
+        root, out = path, sorted_into(path)
+        if out is None:
+            db = open_index(root)
+            if db is None:
+                raise InputError(f"{path} has not been sorted yet; run: illusort sort {path}")
+            db.close()
+        manifest = read_manifest(out) if out else None
+    db = open_index(root)
+    try:
+        return _status(root, out, manifest, db)
+    finally:
+        if db is not None:
+            db.close()
+
+
+def _status(root: Path, out: Path | None, manifest: dict | None, db) -> dict:
+    meta = last_sort(db)
+    model = model_key(db)
+    result = {"folder": str(root), "out": str(out) if out else None, "model": meta.get("model") or model,
+              "faces": meta.get("faces"), "last_run": meta.get("time") or (manifest or {}).get("updated"),
+              "mode": (manifest or {}).get("mode")}
+    indexed, skipped = Counter(), []
+    if db is not None and model:
+        for (p,) in db.execute("SELECT DISTINCT path FROM items WHERE model=? AND vector IS NOT NULL", (model,)):
+            indexed[os.fsdecode(p)] += 1
+        skipped = [(os.fsdecode(p), e) for p, e in
+                   db.execute("SELECT path, error FROM items WHERE model=? AND error IS NOT NULL ORDER BY path",
+                              (model,))]
+    result["indexed"] = len(indexed)
+    result["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
+    folders = Counter(folder_of(e.dest) or UNSORTED for e in (manifest or {}).get("entries", []))
+    result["folders"] = dict(sorted(folders.items(), key=lambda kv: (kv[0] in (UNSORTED, NOT_A_CHARACTER),
+                                                                       -kv[1], kv[0])))
+    characters = [f for f in folders if f not in (UNSORTED, NOT_A_CHARACTER)]
+    result["named"] = sorted(f for f in characters if not NUMBERED.fullmatch(f))
+    result["numbered"] = sorted(f for f in characters if NUMBERED.fullmatch(f))
+    result["unsorted"] = folders.get(UNSORTED, 0)
+    result["not_a_character"] = folders.get(NOT_A_CHARACTER, 0)
+    result["suggestions"] = ([{"file": dest, **s} for dest, s in sorted(suggestions(manifest, db, model, out).items())]
+                             if manifest else [])
+    result["rerun"] = rerun_changes(root, out, manifest, db, model)
+    return result
+
+
+def rerun_changes(root: Path, out: Path | None, manifest: dict | None, db, model: str | None) -> dict:
+    """What `illusort sort` would do now: pictures new, changed or deleted since they were
+    indexed (found by size and mtime, nothing read), and folders renamed by hand."""
+    from .images import find_images
+    from .sort import find_renamed_folders
+
+    known = {}
+    if db is not None and model:
+        known = {os.fsdecode(p): (size, mtime) for p, size, mtime in
+                 db.execute("SELECT path, size, mtime_ns FROM items WHERE model=? AND face=0", (model,))}
+    new, changed, seen = [], [], set()
+    for rel in find_images(root):
+        rel = rel.as_posix()
+        seen.add(rel)
+        try:
+            st = os.stat(root / rel)
+        except OSError:
+            continue
+        if rel not in known:
+            new.append(rel)
+        elif known[rel] != (st.st_size, st.st_mtime_ns):
+            changed.append(rel)
+    deleted = sorted(set(known) - seen)
+    renamed = find_renamed_folders(out, manifest["entries"]) if manifest and out and Path(out).is_dir() else {}
+    return {"new": new, "changed": changed, "deleted": deleted, "renamed_folders": renamed,
+            "up_to_date": not (new or changed or deleted or renamed)}
