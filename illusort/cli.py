@@ -129,12 +129,9 @@ def cluster_kwargs(kwargs):
 
 
 def embedding_line(summary) -> str:
-    """What embedding did, in words: '18 pictures: 2 new, 16 unchanged'."""
-    parts = [(summary.embedded, "embedded"), (summary.reused, "reused (same content)"),
-             (summary.unchanged, "unchanged"), (summary.removed, "gone (dropped from the index)"),
-             (len(summary.skipped), "skipped")]
-    done = ", ".join(f"{n} {what}" for n, what in parts if n)
-    return f"{plural(summary.files, 'picture')}: {done or 'nothing to do'}"
+    """What embedding did: '18 images: 2 embedded, 0 reused by content, 16 unchanged, ...'."""
+    return (f"{plural(summary.files, 'image')}: {summary.embedded} embedded, {summary.reused} reused by content, "
+            f"{summary.unchanged} unchanged, {summary.removed} removed from index, {len(summary.skipped)} skipped")
 
 
 def report_embedding(summary, as_json: bool = False) -> None:
@@ -186,7 +183,7 @@ def exit_if_strict(strict: bool, summary, not_sorted: int = 0) -> None:
     """`--strict`: the command did its work, but a skipped file makes the exit code 3."""
     skipped = len(summary.skipped) + not_sorted
     if strict and skipped:
-        click.echo(f"strict: {plural(skipped, 'file')} skipped (exit code 3)", err=True)
+        click.echo(f"strict: {skipped} file(s) skipped (exit code 3)", err=True)
         sys.exit(3)
 
 
@@ -294,8 +291,6 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
     Never overwrites or loses a file. Re-running adds new images to the existing characters
     and keeps names and corrections (illusort name / merge / move, or folders renamed by hand)."""
     if undo:
-        if folder is not None and out is not None:
-            raise click.UsageError("--undo takes one folder: illusort undo OUT")
         if (out or folder) is None:
             raise click.UsageError("give the output folder to undo: illusort undo OUT")
         return undo_output(out or folder, as_json)
@@ -328,12 +323,11 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
             click.echo(f"note: {note}", err=True)
         sizes = ", ".join(f"{f} {folders[f]}" for f in sorted(characters, key=lambda f: (-folders[f], f))[:12])
         more = ", ..." if len(characters) > 12 else ""
-        click.echo(f"{plural(pictures, 'picture')} into {plural(len(characters), 'character')}"
+        click.echo(f"sorted {plural(pictures, 'image')} into {plural(len(characters), 'character')}"
                    + (f" ({sizes}{more})" if sizes else "")
                    + f", {folders.get('unsorted', 0)} unsorted; model {run.model}")
-        verb = "would make" if dry_run else "made"
-        click.echo(f"{run.out}: {verb} {changes['created']} new, {changes['removed']} removed, "
-                   f"{changes['kept']} unchanged")
+        click.echo(f"{run.out}: " + ("dry run, would make: " if dry_run else "")
+                   + f"{changes['created']} new, {changes['removed']} removed, {changes['kept']} kept")
         if dry_run:
             show_plan(run, mode, workflow)
             return
@@ -421,7 +415,7 @@ def name(out, folder, name, index_path):
 
     find_sort(out, "name")
     moved = corrections.name_character(out, folder, name, index_path)
-    click.echo(f"{plural(len(moved), 'picture')} now in {Path(out) / name}")
+    click.echo(f"{plural(len(moved), 'image')} now in {Path(out) / name}")
 
 
 @main.command()
@@ -437,7 +431,7 @@ def merge(out, into, others, index_path):
 
     find_sort(out, "merge")
     moved = corrections.merge_characters(out, into, list(others), index_path)
-    click.echo(f"{plural(len(moved), 'picture')} moved into {Path(out) / into}")
+    click.echo(f"{plural(len(moved), 'image')} moved into {Path(out) / into}")
 
 
 @main.command()
@@ -458,7 +452,7 @@ def move(out, files, to, not_character, index_path):
         raise click.UsageError("give either --to NAME or --not-character")
     find_sort(out, "move")
     moved = corrections.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path)
-    click.echo(f"{plural(len(moved), 'picture')} moved to {Path(out) / (to or NOT_A_CHARACTER)}")
+    click.echo(f"{plural(len(moved), 'image')} moved to {Path(out) / (to or NOT_A_CHARACTER)}")
 
 
 @main.command()
@@ -473,7 +467,7 @@ def report(out, quiet):
 
     find_sort(out, "report")
     path, stats = write_report(out, progress=show_progress(quiet))
-    click.echo(f"{path}: {plural(stats['characters'], 'character')}, {plural(stats['images'], 'picture')}, "
+    click.echo(f"{path}: {plural(stats['characters'], 'character')}, {plural(stats['images'], 'image')}, "
                f"{stats['new']} new")
 
 

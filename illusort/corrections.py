@@ -112,13 +112,15 @@ def dest_in(out: Path, out_r: Path, file: Path, entries: dict) -> str:
     else as given (absolute, or relative to the current folder)."""
     file = Path(file)
     candidates = [] if file.is_absolute() else [file.as_posix()]
+    inside = True
     try:
         candidates.append((file.parent.resolve() / file.name).relative_to(out_r).as_posix())
     except ValueError:
-        pass
+        inside = not file.is_absolute()
     for dest in candidates:
         if dest in entries:
             return dest
     example = next(iter(sorted(entries)), "character-001/x.png")
-    raise SortError(f"{file} is not a picture of {out}; give its path inside {out} as `illusort status` "
-                    f"and the report show it, e.g. {example}")
+    where = "is not a picture this sort placed in" if inside else "is not inside"
+    raise SortError(f"{file} {where} {out}; give its path inside {out} as `illusort status` and the report "
+                    f"show it, e.g. {example}")
