@@ -28,7 +28,7 @@ def test_sort_groups_characters_and_undo_restores(collection):
     before = snapshot(root)
     out = root.parent / "sorted"
     result = run_cli("sort", root, "--out", out, *FAST)
-    assert "4 clusters" in result.output
+    assert "into 4 characters" in result.output  # the summary counts folders, not clusters (issue 11)
     placed = sorted_folders(out)
     assert len(placed) == len(truth)
     labels = [placed[str(root.resolve() / p)] for p in truth]
