@@ -8,7 +8,7 @@ import json
 import os
 import re
 import sqlite3
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np

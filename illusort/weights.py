@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from .errors import IllusortError, ModelError  # noqa: F401 (ModelError: its old home)
+from .errors import ModelError  # noqa: F401 (also importable from here, as before)
 from .modelspec import (BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, models_dirs,  # noqa: F401
                         unknown_model)
 from . import nets
