@@ -195,8 +195,8 @@ def status(path: Path) -> dict:
             db.close()
         manifest = read_manifest(out) if out else None
     db = open_index(root)
-    try:
-        return _status(root, out, manifest, db)
+    try:  # absolute paths throughout: the JSON and the commands shown work from any folder
+        return _status(Path(root).resolve(), Path(out).resolve() if out else None, manifest, db)
     finally:
         if db is not None:
             db.close()

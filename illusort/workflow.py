@@ -206,11 +206,12 @@ def check_sort(root: Path, out: Path | None, settings: Settings, mode: str = "sy
     root = check_folder(root)
     check_not_output(root)
     out = Path(out) if out else default_output(root)
-    check_output(root, out, mode)  # refuse bad output folders before any work
+    previous = check_output(root, out, mode)  # refuse bad output folders before any work
     check_settings(settings)
     if known:
         check_known(known)
-    check_has_pictures(root)
+    if previous is None:  # a re-run may find none: after --mode move they are all in OUT
+        check_has_pictures(root)
     return out
 
 
@@ -244,7 +245,8 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
         if not dry_run:
             record_renames(index, root, take_renames(root, out))
         rows, vectors = index.embeddings(model.model_id)
-        if not rows:
+        manifest = read_manifest(out)
+        if not rows and manifest is None:
             if summary.skipped:
                 path, reason = summary.skipped[0]
                 raise InputError(f"none of the {len(summary.skipped)} pictures in {root} could be read "
@@ -262,7 +264,6 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
         free = [i for i in range(len(rows)) if i not in matched]
         clustering = cluster_rows(index, model, [keys[i] for i in free],
                                   vectors[free] if free else np.zeros((0, 1), np.float32), cluster_options, recluster)
-        manifest = read_manifest(out)
         labels = np.full(len(rows), -1)
         labels[free] = clustering.labels
         folders = assign_folders(keys, labels, decided, matched, previous_folders(manifest))
