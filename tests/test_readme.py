@@ -4,7 +4,7 @@ temporary HOME, so the README cannot drift from the CLI.
 `illusort` commands run in-process (one torch import for all of them); the install and test
 lines (`python3 -m venv`, `pip`, `pytest`) are skipped; `train` lines and the `evaluate`
 lines that need a trained model or ImageNet weights are parsed by the CLI (every option and
-value checked) but not run: a training run takes minutes. The names the README uses exist
+value checked) but not run: a training run takes minutes. The Python block runs too. The names the README uses exist
 after its `sort` (the fixture draws `ram-1.png`, `logo.png`, `rem1.png`, ...); where the
 clustering of the day puts a picture elsewhere than the README says, it is first moved there
 with `illusort move`, as a user would.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,9 @@ def test_every_readme_command_runs(readme_home):
                 assert result.exit_code == 0, f"README line failed: {line}\n{result.output}"
                 ran.append(line)
     assert len(ran) >= 25, ran
+    for code in re.findall(r"```python\n(.*?)```", README.read_text(), re.S):  # "Use from Python"
+        shutil.copytree(readme_home / "labelled", Path.cwd() / "pics")
+        exec(compile(code, "README.md", "exec"), {})
     out = readme_home / "Pictures" / "by-character"
     # the last block sorted into by-character again: the README's corrections were remembered
     assert (out / "Ram" / "ram-1.png").is_symlink() and (out / "Rem").is_dir()

@@ -246,7 +246,9 @@ def test_clear_errors(labelled, tmp_path, monkeypatch):
         raise backbones.WeightsUnavailable(f"ImageNet weights {weights} are not cached; use --init lite0 or none.")
 
     monkeypatch.setattr(backbones, "_torchvision_weights", offline)
-    result = run_cli("train", labelled, "--out", tmp_path / "x.pt", "--input-size", "32", ok=False)
+    # the default start is the shipped model (offline, issue 11); ImageNet weights are asked for by name
+    result = run_cli("train", labelled, "--init", "imagenet", "--out", tmp_path / "x.pt", "--input-size", "32",
+                     ok=False)
     assert result.exit_code == 1 and "not cached" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     result = run_cli("train", labelled, "--method", "ft+dc", "--out", tmp_path / "y.pt", *FAST, ok=False)
