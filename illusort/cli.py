@@ -690,6 +690,10 @@ def train_command(dirs, quiet, **kwargs):
     threshold (used by `query`) and test scores."""
     from .train import TrainError, TrainingInterrupted, train
 
+    from .workflow import check_folder
+
+    for folder in (*dirs, *kwargs["dev_dirs"]):
+        check_folder(folder)
     kwargs["init"] = train_init(kwargs["init"], kwargs["arch"], kwargs["method"], kwargs["resume"])
     try:
         card = train(list(dirs), progress=show_progress(quiet), log=lambda message: click.echo(message, err=True),

@@ -345,3 +345,11 @@ def test_report_shows_the_face_that_placed_a_picture(tmp_path):
     # the thumbnail is the face crop: much squarer than the 320x240 scene
     w, h = Image.open(thumbs[0]).size
     assert abs(w - h) < 0.2 * max(w, h)
+
+
+@pytest.mark.xfail(reason="scans skip illusort's output folders once images.find_images does (issue 13's change)",
+                   strict=False)
+def test_scanning_a_parent_folder_skips_the_links_of_an_earlier_sort(sorted_out, tmp_path):
+    root, out = sorted_out
+    result = run_cli("embed", tmp_path, *FAST[:-2])  # tmp_path holds pics/ and its output out/
+    assert "25 images:" in result.output, result.output
