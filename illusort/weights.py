@@ -18,17 +18,9 @@ from pathlib import Path
 import torch
 
 from . import nets
+from .registry import BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, models_dirs  # noqa: F401
 
 FORMAT = "illusort-checkpoint-1"
-DEFAULT_MODEL = "anime-lite0"
-FALLBACK_MODEL = "lite0-imagenet"
-# Models that need no file: (arch, init, embed_dim). ImageNet features, no anime training.
-BUILTIN = {
-    "lite0-imagenet": ("lite0", "imagenet", None),
-    "resnet18-imagenet": ("resnet18", "imagenet", None),
-    "vgg16-imagenet": ("vgg16", "imagenet", None),
-    "hsv-hist": ("hsv-hist", "none", None),
-}
 
 
 class ModelError(ValueError):
@@ -75,26 +67,9 @@ class LoadedModel:
         return int(self.card.get("input_size") or self.net.input_size)
 
 
-def models_dirs() -> list[Path]:
-    """Where named models are looked up: $ILLUSORT_MODELS, the source tree, the install prefix."""
-    dirs = [Path(p) for p in os.environ.get("ILLUSORT_MODELS", "").split(os.pathsep) if p]
-    dirs += [Path(__file__).resolve().parent.parent / "models", Path(sys.prefix) / "share/illusort/models"]
-    return dirs
-
-
-def find_model_file(name: str) -> Path | None:
-    path = Path(name).expanduser()
-    if path.suffix == ".pt" or path.exists():
-        return path if path.exists() else None
-    for folder in models_dirs():
-        if (folder / f"{name}.pt").exists():
-            return folder / f"{name}.pt"
-    return None
-
-
 def card_for_builtin(name: str, layer: str | None = None) -> dict:
-    arch, init, embed_dim = BUILTIN[name]
-    return {"name": name, "arch": arch, "init": init, "embed_dim": embed_dim, "layer": layer,
+    spec = BUILTIN[name]
+    return {"name": name, "arch": spec.arch, "init": spec.init, "embed_dim": None, "layer": layer,
             "trained": False}
 
 
@@ -121,9 +96,8 @@ def load_model(spec: str | None = None, layer: str | None = None, device: str = 
             spec = DEFAULT_MODEL
     if spec in BUILTIN:
         card = card_for_builtin(spec, layer)
-        arch, init, embed_dim = BUILTIN[spec]
         try:
-            net = nets.build(arch, embed_dim=embed_dim, init=init, layer=layer)
+            net = nets.build(card["arch"], init=card["init"], layer=layer)
         except nets.WeightsUnavailable as error:
             raise ModelError(str(error)) from None
         card["input_size"] = net.input_size
@@ -171,8 +145,8 @@ def with_precision(model: LoadedModel, precision: str) -> LoadedModel:
     return replace(model, precision=precision)
 
 
-def read_checkpoint(path: Path) -> tuple[dict, dict]:
-    """(card, state_dict) of an illusort checkpoint; a card JSON beside it takes precedence."""
+def load_blob(path: Path) -> dict:
+    """The dict inside an illusort checkpoint or resume file (never runs code: weights_only)."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -181,6 +155,12 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{path} is not an illusort checkpoint (no '{FORMAT}' header); "
                          "train one with `illusort train`")
+    return blob
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(card, state_dict) of an illusort checkpoint; a card JSON beside it takes precedence."""
+    blob = load_blob(path)
     try:  # a file with the header but a damaged body, or a damaged card beside it
         card = dict(blob["card"])
         beside = path.with_suffix(".json")
