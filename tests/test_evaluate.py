@@ -273,3 +273,35 @@ def test_sample_pairs_above_3000_images():
     assert all(np.array_equal(a, b) for a, b in zip((i, j, same), again))
     other = metrics.sample_pairs(labels, seed=4)
     assert not np.array_equal(i, other[0])
+
+
+def test_within_source_pairs_never_cross_sources_and_cross_pairs_flatter():
+    """Two 'games': inside each, characters are look-alikes; across games everything differs.
+    The within-source EER must see only the hard pairs; the all-pairs EER is flattered."""
+    rng = np.random.default_rng(0)
+    labels, vectors = [], []
+    for game in range(2):
+        style = rng.normal(size=16) * 4          # the house style: shared by the game's characters
+        for c in range(6):
+            centre = style + rng.normal(size=16) * 0.7
+            for _ in range(4):
+                labels.append(f"game{game}/c{c}")
+                vectors.append(centre + rng.normal(size=16))
+    v = np.array(vectors, np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    i, j, same = metrics.within_pairs(labels, [metrics.source_of(x) for x in labels])
+    src = np.array([metrics.source_of(x) for x in labels])
+    assert np.all(src[i] == src[j]) and len(i) == 2 * (24 * 23 // 2)
+    result = metrics.source_scores(v, labels)
+    assert result["within_source"] and set(result["per_source"]) == {"game0", "game1"}
+    assert result["eer"] > result["all_pairs_eer"]
+    assert result["mean_source_eer"] == pytest.approx(np.mean([s["eer"] for s in result["per_source"].values()]))
+
+
+def test_evaluate_prints_within_source_headline(tmp_path):
+    for source in ("gameA", "gameB"):
+        make_labelled(tmp_path / "data" / source, characters=3, per_character=4)
+    result = run_cli("evaluate", tmp_path / "data", "--label-depth", "2", "--model", "hsv-hist", "-q",
+                     "--workers", "0", "--umap-dims", "0", "--out", tmp_path / "ev")
+    assert "inside one source" in result.output and "all pairs" in result.output
+    assert "gameA" in result.output and "gameB" in result.output
