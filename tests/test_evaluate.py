@@ -305,3 +305,32 @@ def test_evaluate_prints_within_source_headline(tmp_path):
                      "--workers", "0", "--umap-dims", "0", "--out", tmp_path / "ev")
     assert "inside one source" in result.output and "all pairs" in result.output
     assert "gameA" in result.output and "gameB" in result.output
+
+
+def test_each_source_weighs_the_same():
+    """A large source that is easy must not hide a small one that is hard."""
+    rng = np.random.default_rng(1)
+    labels, vectors = [], []
+    for c in range(10):                      # 'big': 10 characters x 20, well apart
+        centre = rng.normal(size=32) * 3
+        for _ in range(20):
+            labels.append(f"big/c{c}")
+            vectors.append(centre + rng.normal(size=32) * 0.3)
+    for c in range(3):                       # 'small': 3 characters x 3, pure noise
+        for _ in range(3):
+            labels.append(f"small/c{c}")
+            vectors.append(rng.normal(size=32))
+    v = np.array(vectors, np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    groups = [metrics.source_of(x) for x in labels]
+    balanced = metrics.embedding_eer(v, labels, groups=groups)["eer"]
+    scores, same = metrics.pair_scores(v, labels, groups=groups)
+    pooled = metrics.eer(scores, same)[0]
+    per_source = metrics.source_scores(v, labels)["per_source"]
+    assert pooled < 0.02 < per_source["small"]["eer"]
+    assert balanced > pooled + 0.05          # the small source counts as much as the big one
+    weights = metrics.group_weights(metrics.within_pairs(labels, groups)[0], same, groups)
+    src = np.array(groups)[metrics.within_pairs(labels, groups)[0]]
+    for g in ("big", "small"):
+        assert weights[(src == g) & same].sum() == pytest.approx(1.0)
+        assert weights[(src == g) & ~same].sum() == pytest.approx(1.0)
