@@ -1,17 +1,19 @@
-"""How well does `sort --known` assign pictures to known characters, and how often does it
-push a picture of an unknown character onto a known name? Test characters of ../shared/data
-(never trained on), the shipped model, whole images.
+"""How right are the names `sort --known` gives? Test characters of ../shared/data (never
+trained on), one source at a time (a user's folder holds one franchise's fan art, whose
+characters share a house style), plus the fan-art sources mixed.
 
-Each round: K of the characters with at least 3 images are "known" (10, a typical user's
-list, or half of them), with R reference pictures each (taken out of the collection); every
-other picture is matched with `illusort.query.match_known`, the function `sort --known` uses.
-Averaged over 5 rounds.
+Each round: half of a folder's characters (at least one) are "known", with R reference
+pictures each (taken out of the folder); every other picture is matched with
+`illusort.query.match_known`, the function `sort --known` uses. Reported, mean of 5 rounds:
+- precision: of the pictures put under a known name, the share that are that character
+  (what a user sees in OUT/<name>/);
+- recall: the share of the known characters' pictures that got their name;
+- forced: the share of unknown characters' pictures pushed onto a known name.
 
-The default threshold of `--known` is the model card's `known_threshold`: the similarity
-where 1% of different-character pairs of the *dev* characters are accepted. `--write-card`
-computes it and stores it in the card JSON beside the model.
+    python benchmarks/bench_known.py --model anime-lite0-v2 anime-lite0
 
-    python benchmarks/bench_known.py [--model models/anime-lite0.pt] [--write-card]
+The threshold is each card's `known_threshold` (1% false accepts on dev pairs inside one
+source, for cards written since; older cards: over all pairs).
 """
 from __future__ import annotations
 
@@ -23,84 +25,75 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from common import DATA, FAN_ART, load_split, part_vectors
 
 
-def round_scores(vectors, labels, refs_per_character, threshold, seed, n_known=None) -> dict:
+def round_scores(vectors, labels, refs, threshold, seed) -> dict:
     from illusort.query import match_known
 
     rng = np.random.default_rng(seed)
     by_character = defaultdict(list)
     for i, label in enumerate(labels):
         by_character[label].append(i)
-    eligible = sorted(c for c, idx in by_character.items() if len(idx) >= 3)
-    known = set(rng.permutation(eligible)[:n_known or len(eligible) // 2].tolist())
+    eligible = sorted(c for c, idx in by_character.items() if len(idx) > refs)
+    known = set(rng.permutation(eligible)[:max(1, len(by_character) // 2)].tolist())
     ref_rows, ref_names = [], []
     for character in sorted(known):
-        picked = rng.permutation(by_character[character])[:refs_per_character]
+        picked = rng.permutation(by_character[character])[:refs]
         ref_rows += picked.tolist()
         ref_names += [character] * len(picked)
-    rest = [i for i in range(len(labels)) if i not in set(ref_rows)]
+    taken = set(ref_rows)
+    rest = [i for i in range(len(labels)) if i not in taken]
     matched = match_known(vectors[ref_rows], ref_names, vectors[rest], threshold)
+    named = [(labels[i], m) for i, m in zip(rest, matched) if m is not None]
     known_rows = [(labels[i], m) for i, m in zip(rest, matched) if labels[i] in known]
-    unknown_rows = [m for i, m in zip(rest, matched) if labels[i] not in known]
-    return {"correct": np.mean([m == t for t, m in known_rows]),
-            "wrong_known": np.mean([m is not None and m != t for t, m in known_rows]),
-            "left_to_clustering": np.mean([m is None for _, m in known_rows]),
-            "forced": np.mean([m is not None for m in unknown_rows]),
-            "known": len(known), "unknown": len(set(labels) - known)}
+    unknown = [m for i, m in zip(rest, matched) if labels[i] not in known]
+    return {"named": len(named), "right": sum(t == m for t, m in named),
+            "recall": np.mean([t == m for t, m in known_rows]) if known_rows else np.nan,
+            "forced": np.mean([m is not None for m in unknown]) if unknown else np.nan}
 
 
-def part_vectors(model_spec, data: Path, card: dict, part: str):
-    from illusort.evaluate import labelled_images, select_characters
-    from illusort.workflow import Settings, embed
-
-    character_of = dict(select_characters(labelled_images(data, 2), card, part))
-    model, index, _ = embed(data, Settings(model=model_spec, faces="off", progress=False))
-    with index:
-        rows, vectors = index.embeddings(model.model_id)
-    keep = [i for i, r in enumerate(rows) if r.face == 0 and r.path in character_of]
-    return model, vectors[keep], [character_of[rows[i].path] for i in keep]
+def folder_scores(vectors, labels, refs, threshold) -> dict:
+    runs = [round_scores(vectors, labels, refs, threshold, seed) for seed in range(5)]
+    named = sum(r["named"] for r in runs)
+    return {"precision": sum(r["right"] for r in runs) / named if named else np.nan,
+            "recall": float(np.nanmean([r["recall"] for r in runs])),
+            "forced": float(np.nanmean([r["forced"] for r in runs])), "named": named}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path,
-                        default=Path(__file__).resolve().parent.parent / "models" / "anime-lite0.pt")
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--split-from", default=None,
+                        help="card whose test characters to use (default: the first model's)")
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--write-card", action="store_true", help="store the dev FAR-1%% threshold in the card")
+    parser.add_argument("--refs", type=int, nargs="+", default=[1, 3, 5])
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found: this benchmark needs ../shared/data (absent here, so nothing measured)")
-    import json
+    from illusort.metrics import source_of
+    from illusort.registry import find_model_file
 
-    from illusort.metrics import embedding_eer
-    from illusort.weights import read_checkpoint
-
-    card, _ = read_checkpoint(args.model)
-    _, dev_vectors, dev_labels = part_vectors(str(args.model), args.data, card, "dev")
-    dev = embedding_eer(dev_vectors, dev_labels)
-    print(f"dev characters: EER threshold {dev['threshold']:.3f}, 1% false accepts at {dev['threshold_far1']:.3f}")
-    if args.write_card:
-        card_file = args.model.with_suffix(".json")
-        stored = json.loads(card_file.read_text())
-        stored["known_threshold"] = round(dev["threshold_far1"], 4)
-        card_file.write_text(json.dumps(stored, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        print(f"known_threshold written to {card_file}")
-    model, vectors, labels = part_vectors(str(args.model), args.data, card, "test")
-    print(f"{model.model_id}: {len(labels)} test images of {len(set(labels))} characters; "
-          f"{time.strftime('%Y-%m-%d')}; mean of 5 rounds.\n")
-    print("| known characters | references each | threshold | correct | wrong known name | left to clustering "
-          "| unknown pictures forced onto a known name |\n| --- | --- | --- | --- | --- | --- | --- |")
-    thresholds = {"EER point (query)": model.threshold, "1% FAR (--known default)": dev["threshold_far1"],
-                  "0.70": 0.70}
-    for n_known in (10, None):
-        for refs in (1, 3):
-            for name, threshold in thresholds.items():
-                runs = [round_scores(vectors, labels, refs, threshold, seed, n_known) for seed in range(5)]
-                mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
-                print(f"| {mean['known']:.0f} | {refs} | {name}: {threshold:.3f} | {mean['correct']:.1%} | "
-                      f"{mean['wrong_known']:.1%} | {mean['left_to_clustering']:.1%} | {mean['forced']:.1%} |")
+    split_card = args.split_from or find_model_file(args.models[0])
+    test = set(load_split(split_card)["test"])
+    print(f"Test characters of `{split_card}`, {time.strftime('%Y-%m-%d')}; mean of 5 rounds per folder; "
+          "half of each folder's characters known.\n")
+    print("| model | folder | known threshold | references each | precision under known names | recall | "
+          "unknown pictures forced |\n| --- | --- | --- | --- | --- | --- | --- |")
+    for spec in args.models:
+        model, vectors, labels = part_vectors(spec, test, args.data)
+        threshold = model.known_threshold
+        sources = np.array([source_of(x) for x in labels])
+        folders = {"fan art mixed (" + ", ".join(FAN_ART) + ")": np.isin(sources, FAN_ART)}
+        folders.update({s: sources == s for s in sorted(set(sources.tolist()))})
+        for name, mask in folders.items():
+            sub = [x for x, m in zip(labels, mask) if m]
+            if len(set(sub)) < 2:
+                continue
+            for refs in args.refs:
+                s = folder_scores(vectors[mask], sub, refs, threshold)
+                print(f"| {spec} | {name} | {threshold:.3f} | {refs} | {s['precision']:.1%} ({s['named']}) | "
+                      f"{s['recall']:.1%} | {s['forced']:.1%} |", flush=True)
 
 
 if __name__ == "__main__":

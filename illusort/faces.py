@@ -44,6 +44,9 @@ def face_boxes(image: Image.Image, mode: str = "auto") -> list[Box | None]:
     small = image.convert("RGB")
     if max(w, h) > DETECT_SIDE:
         small.thumbnail((DETECT_SIDE, DETECT_SIDE), Image.BILINEAR)
+    elif max(w, h) < DETECT_SIDE:  # small scenes (card art, sprites): faces below the detector's window
+        factor = DETECT_SIDE / max(w, h)
+        small = small.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.BICUBIC)
     scale = w / small.width
     boxes = []
     for face in animeface.detect(small):

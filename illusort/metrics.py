@@ -41,15 +41,20 @@ def eer(scores: np.ndarray, same: np.ndarray, curves=None) -> tuple[float, float
     return float(rate), float(thresholds[k - 1] + w * (thresholds[k] - thresholds[k - 1]))
 
 
-def error_curves(scores: np.ndarray, same: np.ndarray):
-    """(thresholds ascending, FAR, FRR) at every distinct score (plus one above the maximum)."""
+def error_curves(scores: np.ndarray, same: np.ndarray, weights: np.ndarray | None = None):
+    """(thresholds ascending, FAR, FRR) at every distinct score (plus one above the maximum).
+    `weights`: each pair's weight (default: all equal), e.g. so that every source counts alike."""
     scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
+    weights = np.ones(len(scores)) if weights is None else np.asarray(weights, np.float64)
     thresholds = np.unique(scores)
     thresholds = np.append(thresholds, np.nextafter(thresholds[-1], np.inf))
-    genuine, impostor = np.sort(scores[same]), np.sort(scores[~same])
-    frr = np.searchsorted(genuine, thresholds, side="left") / len(genuine)        # genuine below t
-    far = 1 - np.searchsorted(impostor, thresholds, side="left") / len(impostor)  # impostors at/above t
-    return thresholds, far, frr
+
+    def share_below(mask):  # weighted share of these pairs scoring below each threshold
+        order = np.argsort(scores[mask], kind="stable")
+        sorted_scores, cumulative = scores[mask][order], np.concatenate([[0.0], np.cumsum(weights[mask][order])])
+        return cumulative[np.searchsorted(sorted_scores, thresholds, side="left")] / cumulative[-1]
+
+    return thresholds, 1 - share_below(~same), share_below(same)  # FAR: impostors at/above t; FRR: genuine below
 
 
 def threshold_at_far(scores: np.ndarray, same: np.ndarray, far_target: float, curves=None) -> float:
@@ -102,7 +107,7 @@ def source_of(label: str) -> str:
 def within_pairs(labels, groups, seed: int = 0):
     """Pairs whose two images share a group (a source): each group's pairs as `sample_pairs`
     draws them, pooled. Pairs from two different games are easy (house style, frame), so
-    these are the honest pairs to score and to calibrate thresholds on."""
+    these are the honest pairs to score and to calibrate thresholds on. Returns (i, j, same)."""
     labels, groups = np.asarray([str(x) for x in labels]), np.asarray([str(g) for g in groups])
     parts = []
     for g in np.unique(groups):
@@ -117,6 +122,16 @@ def within_pairs(labels, groups, seed: int = 0):
     if not parts:
         raise ValueError("within-group EER needs a group with two characters")
     return tuple(np.concatenate(x) for x in zip(*parts))
+
+
+def group_weights(i: np.ndarray, same: np.ndarray, groups) -> np.ndarray:
+    """Pair weights under which every group's same-character pairs weigh the same in all, and
+    so do its different-character pairs: one large source (3,000 fan-art faces) would
+    otherwise decide the EER and the thresholds alone."""
+    g = np.unique(np.asarray([str(x) for x in groups]), return_inverse=True)[1][i]
+    key = g * 2 + same
+    counts = np.bincount(key, minlength=key.max() + 1)
+    return 1.0 / counts[key]
 
 
 def pair_scores(vectors: np.ndarray, labels, seed: int = 0, groups=None):
@@ -137,13 +152,15 @@ def pair_scores(vectors: np.ndarray, labels, seed: int = 0, groups=None):
 def embedding_eer(vectors: np.ndarray, labels, seed: int = 0, groups=None) -> dict:
     """EER overall and per character-frequency bucket: {'eer', 'threshold', 'threshold_far1'
     (1% false accepts), 'pairs', 'buckets'}. With `groups` (each image's source), only pairs
-    inside one group count, buckets included.
+    inside one group count, buckets included, and every group weighs the same
+    (`group_weights`).
 
     A bucket's EER uses only the images of characters in that bucket."""
     labels = np.asarray([str(x) for x in labels])
     groups = None if groups is None else np.asarray([str(g) for g in groups])
     scores, same = pair_scores(vectors, labels, seed, groups)
-    curves = error_curves(scores, same) if same.any() and not same.all() else None  # sorted once, used twice
+    weights = None if groups is None else group_weights(within_pairs(labels, groups, seed)[0], same, groups)
+    curves = error_curves(scores, same, weights) if same.any() and not same.all() else None  # sorted once, used twice
     rate, threshold = eer(scores, same, curves)
     result = {"eer": rate, "threshold": threshold, "threshold_far1": threshold_at_far(scores, same, 0.01, curves),
               "pairs": int(len(same)), "buckets": {}}
@@ -156,9 +173,11 @@ def embedding_eer(vectors: np.ndarray, labels, seed: int = 0, groups=None) -> di
         entry = {"characters": n_chars, "images": int(members.sum()), "eer": None}
         if n_chars >= 2:
             try:
-                s, m = pair_scores(vectors[members], labels[members], seed,
-                                   None if groups is None else groups[members])
-                entry["eer"] = eer(s, m)[0]
+                sub_groups = None if groups is None else groups[members]
+                s, m = pair_scores(vectors[members], labels[members], seed, sub_groups)
+                w = None if groups is None else group_weights(
+                    within_pairs(labels[members], sub_groups, seed)[0], m, sub_groups)
+                entry["eer"] = eer(s, m, error_curves(s, m, w))[0]
             except ValueError:  # no group holds two characters of this bucket
                 pass
         result["buckets"][name] = entry
@@ -166,9 +185,9 @@ def embedding_eer(vectors: np.ndarray, labels, seed: int = 0, groups=None) -> di
 
 
 def source_scores(vectors: np.ndarray, labels, seed: int = 0) -> dict:
-    """The honest headline for `SOURCE/CHARACTER` labels: EER over pairs inside one source
-    (pooled, with its thresholds), each source's own EER, and their mean; beside it the
-    all-pairs EER, which pairs of two different games flatter."""
+    """The honest headline for `SOURCE/CHARACTER` labels: EER over pairs inside one source,
+    every source weighing the same (with its thresholds), each source's own EER, and their
+    mean; beside it the all-pairs EER, which pairs of two different games flatter."""
     labels = [str(x) for x in labels]
     groups = [source_of(x) for x in labels]
     everything = embedding_eer(vectors, labels, seed)

@@ -1,40 +1,14 @@
-"""Resolving `--model NAME|PATH` to a file, and the checks that need no network: no torch here,
-so a wrong model name or device is refused before any slow work (`weights` loads the model)."""
+"""The checks of `--model` and `--device` that need no torch, so a wrong model name or device is
+refused before any slow work (`weights` loads the model; `registry` holds the tables)."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from .errors import ModelError
+from .registry import BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, models_dirs  # noqa: F401
 
-DEFAULT_MODEL = "anime-lite0"
-FALLBACK_MODEL = "lite0-imagenet"
-# Models that need no file: (arch, init, embed_dim). ImageNet features, no anime training.
-BUILTIN = {
-    "lite0-imagenet": ("lite0", "imagenet", None),
-    "resnet18-imagenet": ("resnet18", "imagenet", None),
-    "vgg16-imagenet": ("vgg16", "imagenet", None),
-    "hsv-hist": ("hsv-hist", "none", None),
-}
 DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-def models_dirs() -> list[Path]:
-    """Where named models are looked up: $ILLUSORT_MODELS, the source tree, the install prefix."""
-    dirs = [Path(p) for p in os.environ.get("ILLUSORT_MODELS", "").split(os.pathsep) if p]
-    dirs += [Path(__file__).resolve().parent.parent / "models", Path(sys.prefix) / "share/illusort/models"]
-    return dirs
-
-
-def find_model_file(name: str) -> Path | None:
-    path = Path(name).expanduser()
-    if path.suffix == ".pt" or path.exists():
-        return path if path.exists() else None
-    for folder in models_dirs():
-        if (folder / f"{name}.pt").exists():
-            return folder / f"{name}.pt"
-    return None
 
 
 def installed_models() -> list[str]:

