@@ -420,6 +420,9 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
 @click.option("--ce-weight", type=click.FloatRange(0), default=0.0, show_default=True,
               help="triplet: weight of a classification term over the training characters (normalised "
                    "softmax) added to the pair loss; 0 = pair loss only.")
+@click.option("--source-batches", is_flag=True,
+              help="triplet: every batch holds characters of one source (its negatives share the house style: "
+                   "learns which character, not which game).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True,
               help="sgd (momentum 0.9, the sources' choice) or adamw (converges in fewer steps: CPU-sized runs).")
 @click.option("--per-class", type=click.IntRange(1), default=10, show_default=True,
