@@ -397,11 +397,23 @@ def partial_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}{PARTIAL}")
 
 
+def check_entries(entries: list[Entry], out: Path, mode: str, source: str) -> None:
+    """Refuse a manifest any of whose entries leads outside OUT or IN on real paths, before
+    anything is changed (each is checked again where it is used)."""
+    for e in entries:
+        dest_path(out, e.dest)
+        if e.moved_from is not None:
+            dest_path(out, e.moved_from)
+        source_path(e.src, source, mode == "move")
+
+
 def settle_pending(entries: list[Entry], out: Path, mode: str, source: str) -> list[Entry]:
     """Entries a killed run left 'pending', made definite: a move that was linked but not yet
     unlinked is completed; a move inside OUT (`relocate`) is completed once its new name
     exists, else rolled back to its old one; a link/copy that exists and is ours is done; the
-    rest never happened and are dropped (with any half-written copy). `source`: IN's real path."""
+    rest never happened and are dropped (with any half-written copy). `source`: IN's real path.
+    Every command on an existing OUT starts here, so every entry is checked first (`check_entries`)."""
+    check_entries(entries, out, mode, source)
     settled = []
     for e in entries:
         if e.state == "pending":
