@@ -651,9 +651,10 @@ def take_renames(root: Path, out: Path) -> list[Entry]:
         return []
     with output_lock(out):
         manifest = read_manifest(out)
+        pending = any(e.state != "done" for e in manifest["entries"])
         entries = settle_pending(manifest["entries"], out, manifest["mode"], str(Path(root).resolve()))
         changed = adopt_renamed_folders(out, entries)
-        if changed:
+        if changed or pending:  # a killed run's journal, settled: saved before anything else reads it
             save_manifest(out, root, manifest["mode"], entries)
     return changed
 
