@@ -24,23 +24,32 @@ FOLDERS = ["character-001", "character-002", "unsorted"]
 
 
 def build(base, rng):
-    """IN, OUT (maybe sorted, maybe recorded in IN's index), the victim, random links."""
+    """IN, OUT (maybe sorted, maybe recorded in IN's index), the victim (holding copies of
+    IN's files under the same names: a copy-mode undo through a link would take them for
+    its own), random links among them."""
     root, out = base / "pics", base / "out"
     (root / "s").mkdir(parents=True)
+    victim = make_victim(base)
+    (victim / "s").mkdir()
     for k, name in enumerate(NAMES):
         (root / name).write_bytes(rng.randbytes(32) + bytes([k]))
-    victim = make_victim(base)
+        for copy in (victim / name, victim / os.path.basename(name)):
+            copy.write_bytes((root / name).read_bytes())
     mode = rng.choice(MODES)
     if rng.random() < 0.7:
         apply_sort(root, out, plan_entries(root, NAMES, [rng.choice(FOLDERS) for _ in NAMES]), mode, progress=False)
         if rng.random() < 0.8:
             remember_output(default_index_path(root), out)
     out.mkdir(exist_ok=True)
-    targets = [victim, victim / "sub", victim / "a.png", victim / "notes.txt", root / "s", root / "f0.png", base]
-    plants = [out / "evil", out / "character-001", out / "character-002" / "f1.png", root / "s2", root / "up",
-              root / "f4.png", out / ".illusort-sort.lock", out / (MANIFEST + ".tmp"), out / ".illusort-thumbs",
-              out / ".illusort-report.json", out / ".report.html.tmp", root / ".illusort", out / "unsorted"]
-    for where in rng.sample(plants, rng.randint(0, 4)):
+    targets = [victim] * 4 + [victim / "s", victim / "f0.png", victim / "notes.txt", root / "s", root / "f0.png", base]
+    plants = [out / "evil"] * 3 + [root / "s2"] * 2 + [
+        out / "character-001", out / "character-002" / "f1.png", root / "up", root / "f4.png",
+        out / ".illusort-sort.lock", out / (MANIFEST + ".tmp"), out / ".illusort-thumbs", out / ".illusort-report.json",
+        out / ".report.html.tmp", root / ".illusort", out / "unsorted"]
+    chosen = {rng.choice(plants) for _ in range(rng.randint(0, 3))}
+    chosen |= {out / "evil"} if rng.random() < 0.5 else set()
+    chosen |= {root / "s2"} if rng.random() < 0.4 else set()
+    for where in chosen:
         if where.is_dir() and not where.is_symlink():
             if any(where.iterdir()):
                 continue  # never throw away sorted files: the test would lose them itself
@@ -50,29 +59,45 @@ def build(base, rng):
                 continue
             where.unlink()
         where.parent.mkdir(parents=True, exist_ok=True)
-        where.symlink_to(rng.choice(targets))
+        where.symlink_to(victim if rng.random() < 0.5 else rng.choice(targets))
     return root, out, victim, mode
 
 
-def random_manifest(root, out, victim, rng):
-    source = rng.choice([str(root.resolve())] * 3 + [str(victim.resolve()), f"{root}/../victim", "/"])
-    srcs = ([f"{root.resolve()}/{n}" for n in NAMES] + [f"{root.resolve()}/s2/a.png", f"{root.resolve()}/up/victim/a.png",
-            f"{root.resolve()}/new/deep/x.png", str(victim.resolve() / "a.png"), f"{root.resolve()}/../victim/b.jpg"])
-    dests = ([f"{f}/{n.split('/')[-1]}" for f in FOLDERS for n in NAMES] + ["evil/a.png", "evil/sub/c.png", "a.png",
-             "../victim/a.png", "/etc/x", "character-001/../../victim/a.png", "", "unsorted/.."])
+def random_manifest(root, out, victim, rng, mode):
+    real = str(root.resolve())
+    source = rng.choice([real] * 6 + [str(victim.resolve()), f"{root}/../victim", "/"])
     entries = []
-    for _ in range(rng.randint(0, 6)):
-        e = {"src": rng.choice(srcs), "dest": rng.choice(dests), "state": rng.choice(["done", "done", "pending"])}
+    for _ in range(rng.randint(1, 5)):
+        name = rng.choice(NAMES)
+        base = os.path.basename(name)
+        # mostly entries whose text is fine (a bad one makes the whole manifest refused at once)
+        src = rng.choice([f"{real}/{name}"] * 12 + [f"{real}/s2/{base}"] * 4 + [f"{real}/s2/new-{base}"] * 4 + [
+            f"{real}/s2/missing.png", f"{real}/up/victim/a.png", f"{real}/new/deep/x.png",
+            str(victim.resolve() / "a.png"), f"{real}/../victim/b.jpg"])
+        folder = rng.choice(FOLDERS + ["evil"] * 3)
+        dest = rng.choice([f"{folder}/{base}"] * 60 + [
+            "a.png", "../victim/a.png", "/etc/x", "character-001/../../victim/a.png", "", "unsorted/..", "a/b/c"])
+        e = {"src": src, "dest": dest, "state": rng.choice(["done", "done", "pending"])}
         if rng.random() < 0.2:
-            e["from"] = rng.choice(dests)
+            e["from"] = f"{rng.choice(FOLDERS + ['evil'])}/{base}"
         entries.append(e)
-    data = {"version": 1, "source": source, "mode": rng.choice(MODES + ("<b>",)), "entries": entries}
-    (out / MANIFEST).write_text(json.dumps(data))
+    if (out / MANIFEST).is_file() and rng.random() < 0.5:  # or the real manifest, edited
+        entries = json.loads((out / MANIFEST).read_text())["entries"]
+        for e in entries:
+            base = os.path.basename(e["dest"])
+            if rng.random() < 0.4:
+                e["src"] = rng.choice([f"{real}/s2/{base}", f"{real}/s2/new-{base}", f"{real}/up/victim/{base}"])
+            if rng.random() < 0.3:
+                e["dest"] = f"evil/{base}"
+            if rng.random() < 0.2:
+                e["state"] = "pending"
+    mode = rng.choice([mode] * 4 + list(MODES) + ["<b>"])
+    (out / MANIFEST).write_text(json.dumps({"version": 1, "source": source, "mode": mode, "entries": entries}))
 
 
 def operate(root, out, mode, rng):
     given = rng.choice([None, root])
-    command = rng.randrange(6)
+    command = rng.choice([0, 0, 0, 1, 2, 3, 4, 5])
     if command == 0:
         undo_sort(out, given)
     elif command == 1:
@@ -98,7 +123,7 @@ def test_random_manifests_and_links_never_reach_outside(tmp_path, monkeypatch):
         base.mkdir()
         root, out, victim, mode = build(base, rng)
         if rng.random() < 0.6:
-            random_manifest(root, out, victim, rng)
+            random_manifest(root, out, victim, rng, mode)
         outside = fingerprint(base, {"pics", "out"})
         had = set(contents(root, out))
         for _ in range(rng.randint(1, 3)):
