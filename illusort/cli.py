@@ -25,14 +25,14 @@ def fail_cleanly(func):
         from .cluster import ClusterError
         from .faces import FaceDetectorError
         from .images import BadImage
-        from .index import IndexBusy, IndexError_
+        from .index import IndexBusy, IndexUnusable
         from .safepath import Unsafe
         from .sort import SortError
         from .weights import ModelError
 
         try:
             return func(*args, **kwargs)
-        except (ModelError, SortError, Unsafe, IndexBusy, IndexError_, BadImage, ClusterError, FaceDetectorError,
+        except (ModelError, SortError, Unsafe, IndexBusy, IndexUnusable, BadImage, ClusterError, FaceDetectorError,
                 FileNotFoundError, NotADirectoryError) as error:
             raise click.ClickException(one_line(error)) from None
         except sqlite3.Error as error:

@@ -63,7 +63,7 @@ class IndexBusy(RuntimeError):
     """Another illusort process is writing this index."""
 
 
-class IndexError_(RuntimeError):
+class IndexUnusable(RuntimeError):
     """The index cannot be opened or written (disk full, read-only); a one-line message."""
 
 
@@ -152,7 +152,7 @@ class Index:
             self.db = self._open()
         except sqlite3.OperationalError as error:
             if not damaged(error):
-                raise IndexError_(f"cannot open the index {self.path}: {error}") from None
+                raise IndexUnusable(f"cannot open the index {self.path}: {error}") from None
             self._move_aside(error)
         except sqlite3.DatabaseError as error:
             self._move_aside(error)
@@ -183,7 +183,7 @@ class Index:
                     os.rename(f"{self.path}{suffix}", f"{kept}{suffix}")
             self.db = self._open()
         except (OSError, sqlite3.Error) as again:
-            raise IndexError_(f"the index {self.path} is damaged ({error}) and could not be moved aside ({again}); "
+            raise IndexUnusable(f"the index {self.path} is damaged ({error}) and could not be moved aside ({again}); "
                               f"move it away yourself to start a new one") from None
         warnings.warn(f"the index {self.path} was damaged ({error}): kept as {kept.name}, started a new one "
                       "(images are embedded again)", stacklevel=3)

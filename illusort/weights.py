@@ -101,7 +101,7 @@ def card_for_builtin(name: str, layer: str | None = None) -> dict:
 
 # Sane bounds of card values a checkpoint (or the JSON beside it, which anyone may edit) sets.
 INPUT_SIZES = (16, 1024)
-EMBED_DIMS = (1, 65536)
+EMBED_DIMS = (0, 65536)  # 0: no head
 
 
 def check_card(card: dict, path: Path) -> dict:

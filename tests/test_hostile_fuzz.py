@@ -10,7 +10,7 @@ import sqlite3
 from collections import Counter
 
 from illusort import corrections
-from illusort.index import IndexBusy, IndexError_, default_index_path, remember_output
+from illusort.index import IndexBusy, IndexUnusable, default_index_path, remember_output
 from illusort.report import write_report
 from illusort.safepath import Unsafe
 from illusort.sort import MANIFEST, MODES, SortError, apply_sort, plan_entries, take_renames, undo_sort
@@ -18,7 +18,7 @@ from illusort.sort import MANIFEST, MODES, SortError, apply_sort, plan_entries, 
 from hostile import changed, contents, fingerprint, make_victim
 
 CASES = 300
-ONE_LINE = (SortError, Unsafe, IndexBusy, IndexError_, OSError, sqlite3.Error)  # what `fail_cleanly` prints
+ONE_LINE = (SortError, Unsafe, IndexBusy, IndexUnusable, OSError, sqlite3.Error)  # what `fail_cleanly` prints
 NAMES = ["f0.png", "f1.png", "s/f2.png", "s/f3.png", "f4.png"]
 FOLDERS = ["character-001", "character-002", "unsorted"]
 
