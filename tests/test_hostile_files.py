@@ -299,6 +299,38 @@ def test_a_damaged_index_is_kept_aside_and_rebuilt(world, damage):
     assert "8 images: 8 embedded" in result.output
 
 
+def test_damage_found_after_opening_is_one_line(world):
+    """A data page overwritten (the tables still read): found mid-run, one line that says what to do."""
+    base, root, out, victim = world
+    sort(root, out)
+    db = default_index_path(root)
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    data = bytearray(db.read_bytes())
+    data[2 * 4096:] = os.urandom(len(data) - 2 * 4096)
+    db.write_bytes(bytes(data))
+    outside = Outside(base)
+    error = one_line_error(sort(root, out, ok=False))
+    assert "malformed" in error and "aside" in error
+    outside.check()
+
+
+def test_undo_and_corrections_of_an_unrecorded_sort_need_the_folder(world):
+    """An OUT whose sort IN does not record (an older illusort, or a moved index): refused
+    until IN is given on the command line, then done."""
+    base, root, out, victim = world
+    sort(root, out, "move")
+    for record in (default_index_path(root).with_suffix(".outputs")).iterdir():
+        record.unlink()
+    folder = read_manifest(out)["entries"][0].dest.split("/")[0]
+    assert "no record" in one_line_error(run_cli("name", out, folder, "Rem", ok=False))
+    run_cli("name", out, folder, "Rem", "--in", root)
+    assert "no record" in one_line_error(run_cli("sort", "--undo", out, ok=False))
+    run_cli("sort", "--undo", "--out", out, root)
+    assert len(contents(root)) == 8 and not contents(out)
+
+
 def test_a_read_only_out_is_one_line(world, tmpfs):
     base, root, out, victim = world
     disk = tmpfs("ro", "1m")
