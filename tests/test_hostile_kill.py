@@ -119,7 +119,7 @@ def test_a_correction_killed_at_every_step_loses_and_strands_nothing(tmp_path, m
             stranded = check_out_is_its_manifest(out)
             TALLY["stranded"] += stranded
             assert stranded == 0
-        undone, left = undo_sort(out)
+        _, left = undo_sort(out)
         assert left == 0 and by_path(root) == original, (command, step)
         assert {p.name for p in out.rglob("*")} <= {LOCK}, (command, step)
     TALLY["cases"] += 1
