@@ -112,6 +112,26 @@ def test_a_confirmed_source_still_has_every_entry_checked(world):
     assert len(contents(root)) == 8 and not contents(out)
 
 
+def test_a_source_read_through_a_link_out_of_in_is_refused(world):
+    """Copy mode only reads sources, but only inside IN: an entry whose src goes through
+    `IN/sub -> victim` is refused by undo and a re-sort, and gets no thumbnail in the report."""
+    base, root, out, victim = world
+    sort(root, out, "copy")
+    draw_character(0, 80, size=(24, 32)).save(victim / "secret.png")
+    (root / "sub").symlink_to(victim)
+    entries = read_manifest(out)["entries"]
+    shutil.copyfile(victim / "secret.png", out / entries[0].dest)
+    entries[0].src = f"{root.resolve()}/sub/secret.png"
+    write_manifest(out, root, "copy", entries)
+    outside = Outside(base)
+    for args in (("sort", "--undo", out), ("sort", root, "--out", out, "--mode", "copy", *FAST)):
+        assert "leads outside" in one_line_error(run_cli(*args, ok=False))
+        outside.check(args)
+    run_cli("report", out, "-q")
+    assert len(list((out / ".illusort-thumbs").glob("*.jpg"))) == len(entries) - 1
+    outside.check("report")
+
+
 def _entry(data):
     from illusort.sort import Entry
 
