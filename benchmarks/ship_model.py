@@ -54,7 +54,7 @@ def main() -> None:
     save_checkpoint(out, full.net, card, half=True)
 
     # fp16 must not change what the model says: compare on real images when we have them.
-    paths = find_images(args.data)[::40] if args.data.is_dir() else []
+    paths = find_images(args.data, links="any")[::40] if args.data.is_dir() else []
     images = [read_image(args.data / p)[0] for p in paths[:150]]
     if images:
         a = embed_images(full, images)

@@ -16,25 +16,39 @@ from . import __version__, registry
 
 
 def fail_cleanly(func):
-    """Known failures become a one-line error and exit 1; Ctrl-C says how to resume."""
+    """Known failures become a one-line error and exit 1; Ctrl-C says how to resume. Any other
+    file-system or index error is one line too (a read-only folder, a full disk, a damaged index)."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        import sqlite3
+
         from .cluster import ClusterError
         from .faces import FaceDetectorError
         from .images import BadImage
-        from .index import IndexBusy
+        from .index import IndexBusy, IndexUnusable
+        from .safepath import Unsafe
         from .sort import SortError
         from .weights import ModelError
 
         try:
             return func(*args, **kwargs)
-        except (ModelError, SortError, IndexBusy, BadImage, ClusterError, FaceDetectorError, FileNotFoundError,
-                NotADirectoryError) as error:
-            raise click.ClickException(str(error)) from None
+        except (ModelError, SortError, Unsafe, IndexBusy, IndexUnusable, BadImage, ClusterError, FaceDetectorError,
+                FileNotFoundError, NotADirectoryError) as error:
+            raise click.ClickException(one_line(error)) from None
+        except sqlite3.Error as error:
+            raise click.ClickException(f"index error: {one_line(error)}; if the disk is not full, move the index "
+                                       "(DIR/.illusort/index.db) aside and run again to rebuild it") from None
+        except OSError as error:
+            where = f" {error.filename}" if error.filename else ""
+            raise click.ClickException(f"cannot use{where}: {error.strerror or error}") from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished batches are saved; run the same command again to resume.", err=True)
             sys.exit(130)
     return wrapper
+
+
+def one_line(error: Exception) -> str:
+    return " ".join(str(error).split("\n"))
 
 
 def model_options(func):
@@ -214,8 +228,8 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, recluster, **kwargs
     from . import workflow
     from .sort import undo_sort
 
-    if undo:
-        undone, left = undo_sort(out or folder)
+    if undo:  # FOLDER is OUT, or with --out the sorted folder (then the manifest must name it)
+        undone, left = undo_sort(out or folder, folder if out else None, kwargs["index_path"])
         click.echo(f"undone {undone} entries" + (f"; {left} changed since and left in place" if left else ""))
         return
     options = cluster_kwargs(kwargs)
@@ -244,6 +258,9 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, recluster, **kwargs
 
 index_option = click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
                             help="Index of the sorted folder, if sort was given one.")
+in_option = click.option("--in", "source", type=click.Path(path_type=Path), default=None, metavar="DIR",
+                         help="The sorted folder (default: the one OUT's manifest names, if that folder's index "
+                              "records the sort).")
 
 
 @main.command()
@@ -251,13 +268,14 @@ index_option = click.option("--index", "index_path", type=click.Path(path_type=P
 @click.argument("folder")
 @click.argument("name")
 @index_option
+@in_option
 @fail_cleanly
-def name(out, folder, name, index_path):
+def name(out, folder, name, index_path, source):
     """Name the character in OUT/FOLDER: the folder becomes OUT/NAME (merged into it if it
     exists), and later sorts keep these images, and new ones like them, under NAME."""
     from . import corrections
 
-    moved = corrections.name_character(out, folder, name, index_path)
+    moved = corrections.name_character(out, folder, name, index_path, source)
     click.echo(f"{len(moved)} images now in {Path(out) / name}")
 
 
@@ -266,12 +284,13 @@ def name(out, folder, name, index_path):
 @click.argument("into")
 @click.argument("others", nargs=-1, required=True)
 @index_option
+@in_option
 @fail_cleanly
-def merge(out, into, others, index_path):
+def merge(out, into, others, index_path, source):
     """Merge character folders OTHERS into INTO (one character split in several clusters)."""
     from . import corrections
 
-    moved = corrections.merge_characters(out, into, list(others), index_path)
+    moved = corrections.merge_characters(out, into, list(others), index_path, source)
     click.echo(f"{len(moved)} images moved into {Path(out) / into}")
 
 
@@ -281,28 +300,32 @@ def merge(out, into, others, index_path):
 @click.option("--to", "to", default=None, metavar="NAME", help="The character folder they belong in.")
 @click.option("--not-character", is_flag=True, help="Not a character: set aside in OUT/not-a-character/.")
 @index_option
+@in_option
 @fail_cleanly
-def move(out, files, to, not_character, index_path):
+def move(out, files, to, not_character, index_path, source):
     """Move images of OUT (FILES, paths inside OUT) to another character; remembered by later sorts."""
     from . import corrections
     from .sort import NOT_A_CHARACTER
 
     if bool(to) == not_character:
         raise click.UsageError("give either --to NAME or --not-character")
-    moved = corrections.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path)
+    moved = corrections.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path,
+                                    source)
     click.echo(f"{len(moved)} images moved to {Path(out) / (to or NOT_A_CHARACTER)}")
 
 
 @main.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@index_option
+@in_option
 @fail_cleanly
-def report(out, quiet):
+def report(out, quiet, index_path, source):
     """Write OUT/report.html: each character as a contact sheet, the unsorted images, and what
     is new since the last report (thumbnails cached in OUT/.illusort-thumbs)."""
     from .report import write_report
 
-    path, stats = write_report(out, progress=not quiet)
+    path, stats = write_report(out, progress=not quiet, source=source, index_path=index_path)
     click.echo(f"{path}: {stats['characters']} characters, {stats['images']} images, {stats['new']} new")
 
 
@@ -324,7 +347,8 @@ def query(references, folder, top, threshold, link, as_json, no_update, **kwargs
     """Find every image of the character in REFERENCES (one or more images) in a folder."""
     from . import workflow
 
-    hits, used, summary = workflow.query(list(references), folder, settings_from(kwargs), top, threshold,
+    settings = settings_from(kwargs)
+    hits, used, summary = workflow.query(list(references), folder, settings, top, threshold,
                                          update=not no_update)
     report_embedding(summary)
     if used is None and top is None:
@@ -337,7 +361,7 @@ def query(references, folder, top, threshold, link, as_json, no_update, **kwargs
         for path, score in hits:
             click.echo(f"{score:.3f}  {Path(folder) / path}")
     if link:
-        result = workflow.link_matches(folder, [p for p, _ in hits], link)
+        result = workflow.link_matches(folder, [p for p, _ in hits], link, settings.index)
         click.echo(f"{result.created} new links in {link} ({sum(result.folders.values())} in all); "
                    f"undo with: illusort sort --undo {link}", err=True)
     exit_if_strict(kwargs["strict"], summary)
