@@ -19,16 +19,28 @@ from . import __version__, registry
 
 
 def fail_cleanly(func):
-    """A user's mistake (`IllusortError`) becomes a one-line error and exit 1; Ctrl-C says how
-    to resume. Anything else is a bug and keeps its traceback."""
+    """A user's mistake (`IllusortError`) becomes a one-line error and exit 1, and so does what
+    the machine refuses (a read-only folder, a full disk, a damaged index); Ctrl-C says how to
+    resume. Anything else, a missing file included, is a bug and keeps its traceback."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        import errno
+        import sqlite3
+
         from .errors import IllusortError
 
         try:
             return func(*args, **kwargs)
         except IllusortError as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(one_line(error)) from None
+        except sqlite3.Error as error:
+            raise click.ClickException(f"index error: {one_line(error)}; if the disk is not full, move the index "
+                                       "(DIR/.illusort/index.db) aside and run again to rebuild it") from None
+        except OSError as error:
+            if error.errno not in ENVIRONMENT_ERRORS(errno):
+                raise
+            where = f" {error.filename}" if error.filename else ""
+            raise click.ClickException(f"cannot use{where}: {error.strerror or error}") from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished batches are saved; run the same command again to resume.", err=True)
             sys.exit(130)
@@ -50,6 +62,16 @@ def given(name: str) -> bool:
     ctx = click.get_current_context()
     source = ctx.get_parameter_source(name)
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def one_line(error: Exception) -> str:
+    return " ".join(str(error).split("\n"))
+
+
+def ENVIRONMENT_ERRORS(errno) -> set:
+    """OS errors that describe the machine, not a bug: permissions, read-only or full disks, I/O."""
+    return {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENAMETOOLONG,
+            errno.ELOOP, errno.EMFILE, errno.ENFILE, errno.EXDEV, errno.ETXTBSY, errno.EBUSY}
 
 
 def model_options(func):
@@ -288,10 +310,10 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
 
     Never overwrites or loses a file. Re-running adds new images to the existing characters
     and keeps names and corrections (illusort name / merge / move, or folders renamed by hand)."""
-    if undo:
+    if undo:  # FOLDER is OUT, or with --out the sorted folder (then the manifest must name it)
         if (out or folder) is None:
             raise click.UsageError("give the output folder to undo: illusort undo OUT")
-        return undo_output(out or folder, as_json)
+        return undo_output(out or folder, as_json, folder if out else None, kwargs["index_path"])
     if folder is None:
         raise click.UsageError("Missing argument 'FOLDER' (the folder of pictures to sort).")
     from . import workflow
@@ -373,12 +395,13 @@ def show_plan(run, mode: str, workflow) -> None:
         click.echo("nothing would change (dry run: nothing written)")
 
 
-def undo_output(out: Path, as_json: bool = False) -> None:
+def undo_output(out: Path, as_json: bool = False, source: Path | None = None,
+                index_path: Path | None = None) -> None:
     from .sort import undo_sort
     from .status import find_sort
 
     find_sort(out, "undo")
-    undone, left = undo_sort(out)
+    undone, left = undo_sort(out, source, index_path)
     if as_json:
         click.echo(json.dumps({"out": str(out), "undone": undone, "left": left}))
         return
@@ -386,17 +409,22 @@ def undo_output(out: Path, as_json: bool = False) -> None:
                + (f"; {left} changed since and left in place" if left else f"; {out} holds no sort any more"))
 
 
+index_option = click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
+                            help="Index of the sorted folder, if sort was given one.")
+in_option = click.option("--in", "source", type=click.Path(path_type=Path), default=None, metavar="DIR",
+                         help="The sorted folder (default: the one OUT's manifest names, if that folder's index "
+                              "records the sort).")
+
+
 @main.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@index_option
+@in_option
 @fail_cleanly
-def undo(out, as_json):
+def undo(out, as_json, index_path, source):
     """Reverse the sort in OUT: remove what it made (moved files go back); keep what you changed since."""
-    undo_output(out, as_json)
-
-
-index_option = click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
-                            help="Index of the sorted folder, if sort was given one.")
+    undo_output(out, as_json, source, index_path)
 
 
 @main.command()
@@ -404,15 +432,16 @@ index_option = click.option("--index", "index_path", type=click.Path(path_type=P
 @click.argument("folder")
 @click.argument("name")
 @index_option
+@in_option
 @fail_cleanly
-def name(out, folder, name, index_path):
+def name(out, folder, name, index_path, source):
     """Name the character in OUT/FOLDER: the folder becomes OUT/NAME (merged into it if it
     exists), and later sorts keep these images, and new ones like them, under NAME."""
     from . import corrections
     from .status import find_sort
 
     find_sort(out, "name")
-    moved = corrections.name_character(out, folder, name, index_path)
+    moved = corrections.name_character(out, folder, name, index_path, source)
     click.echo(f"{plural(len(moved), 'image')} now in {Path(out) / name}")
 
 
@@ -421,14 +450,15 @@ def name(out, folder, name, index_path):
 @click.argument("into")
 @click.argument("others", nargs=-1, required=True)
 @index_option
+@in_option
 @fail_cleanly
-def merge(out, into, others, index_path):
+def merge(out, into, others, index_path, source):
     """Merge character folders OTHERS into INTO (one character split in several clusters)."""
     from . import corrections
     from .status import find_sort
 
     find_sort(out, "merge")
-    moved = corrections.merge_characters(out, into, list(others), index_path)
+    moved = corrections.merge_characters(out, into, list(others), index_path, source)
     click.echo(f"{plural(len(moved), 'image')} moved into {Path(out) / into}")
 
 
@@ -438,8 +468,9 @@ def merge(out, into, others, index_path):
 @click.option("--to", "to", default=None, metavar="NAME", help="The character folder they belong in.")
 @click.option("--not-character", is_flag=True, help="Not a character: set aside in OUT/not-a-character/.")
 @index_option
+@in_option
 @fail_cleanly
-def move(out, files, to, not_character, index_path):
+def move(out, files, to, not_character, index_path, source):
     """Move pictures of OUT to another character; remembered by later sorts. FILES are paths
     inside OUT, e.g. character-007/x.png (as the report and `illusort status` show them)."""
     from . import corrections
@@ -449,22 +480,25 @@ def move(out, files, to, not_character, index_path):
     if bool(to) == not_character:
         raise click.UsageError("give either --to NAME or --not-character")
     find_sort(out, "move")
-    moved = corrections.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path)
+    moved = corrections.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path,
+                                    source)
     click.echo(f"{plural(len(moved), 'image')} moved to {Path(out) / (to or NOT_A_CHARACTER)}")
 
 
 @main.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@index_option
+@in_option
 @fail_cleanly
-def report(out, quiet):
+def report(out, quiet, index_path, source):
     """Write OUT/report.html: each character as a contact sheet, the unsorted images, and what
     is new since the last report (thumbnails cached in OUT/.illusort-thumbs)."""
     from .report import write_report
     from .status import find_sort
 
     find_sort(out, "report")
-    path, stats = write_report(out, progress=show_progress(quiet))
+    path, stats = write_report(out, progress=show_progress(quiet), source=source, index_path=index_path)
     click.echo(f"{path}: {plural(stats['characters'], 'character')}, {plural(stats['images'], 'image')}, "
                f"{stats['new']} new")
 
@@ -561,7 +595,7 @@ def query(references, folder, top, threshold, link, as_json, no_update, **kwargs
         for path, score in hits:
             click.echo(f"{score:.3f}  {Path(folder) / path}")
     if link:
-        result = workflow.link_matches(folder, [p for p, _ in hits], link)
+        result = workflow.link_matches(folder, [p for p, _ in hits], link, settings.index)
         click.echo(f"{result.created} new links in {link} ({sum(result.folders.values())} in all); "
                    f"undo with: illusort undo {link}", err=True)
     exit_if_strict(kwargs["strict"], summary)
@@ -654,6 +688,9 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
 @click.option("--ce-weight", type=click.FloatRange(0), default=0.0, show_default=True,
               help="triplet: weight of a classification term over the training characters (normalised "
                    "softmax) added to the pair loss; 0 = pair loss only.")
+@click.option("--source-batches", is_flag=True,
+              help="triplet: every batch holds characters of one source (its negatives share the house style: "
+                   "learns which character, not which game).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True,
               help="sgd (momentum 0.9, the sources' choice) or adamw (converges in fewer steps: CPU-sized runs).")
 @click.option("--per-class", type=click.IntRange(1), default=10, show_default=True,

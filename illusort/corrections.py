@@ -10,8 +10,8 @@ from pathlib import Path
 
 from .errors import InputError
 from .index import Index, default_index_path
-from .sort import (NOT_A_CHARACTER, UNSORTED, Entry, SortError, check_folder_name, folder_of, read_manifest, relocate,
-                   require_manifest, take_renames)
+from .sort import (NOT_A_CHARACTER, UNSORTED, Entry, SortError, check_folder_name, confirm_source, folder_of,
+                   output_folder, read_manifest, relocate, require_manifest, take_renames)
 
 RESERVED = (UNSORTED, NOT_A_CHARACTER)
 
@@ -45,18 +45,20 @@ def record_renames(index: Index, root: Path, entries: list[Entry]) -> None:
         index.decide(keys, folder)
 
 
-def sorted_output(out: Path, index_path: Path | None = None) -> tuple[Path, dict, Index]:
-    """(sorted folder, manifest, its index) of an output folder made by `sort`."""
-    manifest = require_manifest(Path(out))
-    root = Path(manifest["source"])
+def sorted_output(out: Path, index_path: Path | None = None, source: Path | None = None) -> tuple[Path, dict, Index]:
+    """(sorted folder, manifest, its index) of an output folder made by `sort`; the sorted
+    folder is `source` if given, else the manifest's once confirmed (`sort.confirm_source`)."""
+    out = output_folder(out)
+    manifest = require_manifest(out)
+    root = confirm_source(out, manifest, source, index_path)
     return root, manifest, Index(index_path or default_index_path(root))
 
 
 @contextmanager
-def corrections(out: Path, index_path: Path | None = None):
+def corrections(out: Path, index_path: Path | None = None, source: Path | None = None):
     """(sorted folder, its open index) for a correction of OUT, with folders the user renamed
     by hand already taken in (and remembered)."""
-    root, _, index = sorted_output(out, index_path)
+    root, _, index = sorted_output(out, index_path, source)
     with index:
         record_renames(index, root, take_renames(root, out))
         yield root, index
@@ -70,38 +72,45 @@ def folder_entries(out: Path, folder: str) -> list[Entry]:
 
 
 def _correct(root, index, out, targets: dict[str, str], confirmed=()) -> list[Entry]:
-    """Move OUT entries ({dest: folder}) and remember where they (and `confirmed`) belong."""
-    moved = relocate(root, out, targets)
-    record_renames(index, root, moved + list(confirmed))
-    return moved
+    """Remember where OUT entries ({dest: folder}) and `confirmed` belong, then move them. The
+    decision is stored first: a run killed while moving is completed or rolled back by the
+    next command (`sort.relocate` is journaled), and the next sort still puts them there."""
+    entries = {e.dest: e for e in read_manifest(output_folder(out))["entries"]}
+    decided = [Entry(entries[d].src, f"{folder}/{Path(d).name}", faces=entries[d].faces)
+               for d, folder in targets.items() if d in entries]
+    record_renames(index, root, decided + list(confirmed))
+    return relocate(root, out, targets)
 
 
-def name_character(out: Path, folder: str, name: str, index_path: Path | None = None) -> list[Entry]:
+def name_character(out: Path, folder: str, name: str, index_path: Path | None = None,
+                   source: Path | None = None) -> list[Entry]:
     """Rename a character folder (merging it into NAME if that folder exists)."""
     check_character_folder(folder)
     check_character_name(name)
-    with corrections(out, index_path) as (root, index):
+    with corrections(out, index_path, source) as (root, index):
         return _correct(root, index, out, {e.dest: name for e in folder_entries(out, folder)})
 
 
-def merge_characters(out: Path, into: str, others: list[str], index_path: Path | None = None) -> list[Entry]:
+def merge_characters(out: Path, into: str, others: list[str], index_path: Path | None = None,
+                     source: Path | None = None) -> list[Entry]:
     """Merge character folders into `into`; all their images are remembered as that character."""
     for folder in (into, *others):
         check_character_folder(folder)
-    with corrections(out, index_path) as (root, index):
+    with corrections(out, index_path, source) as (root, index):
         kept = folder_entries(out, into)
         targets = {e.dest: into for folder in others for e in folder_entries(out, folder)}
         return _correct(root, index, out, targets, confirmed=kept)
 
 
-def move_images(out: Path, files: list[Path], to: str, index_path: Path | None = None) -> list[Entry]:
+def move_images(out: Path, files: list[Path], to: str, index_path: Path | None = None,
+                source: Path | None = None) -> list[Entry]:
     """Move images to character `to` ('not-a-character' sets them aside). FILES are paths
     inside OUT, relative to OUT (`character-007/x.png`) or absolute/relative to the current
     folder when they lead into OUT."""
     if to != NOT_A_CHARACTER:
         check_character_name(to, "--to NAME")
-    out_r = Path(out).resolve()
-    with corrections(out, index_path) as (root, index):
+    out_r = output_folder(out)
+    with corrections(out, index_path, source) as (root, index):
         entries = {e.dest: e for e in read_manifest(out_r)["entries"]}
         targets = {dest_in(out, out_r, file, entries): to for file in files}
         return _correct(root, index, out, targets, confirmed=[entries[d] for d in targets if folder_of(d) == to])

@@ -96,20 +96,23 @@ def stat_key(path: Path) -> tuple[int, int]:
 
 
 def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: int = 32, workers: int = 2,
-                 progress: bool = True, exclude: Path | None = None, runner=None) -> EmbedSummary:
+                 progress: bool = True, exclude: Path | None = None, runner=None,
+                 links: str = "inside") -> EmbedSummary:
     """Bring the index of `root` up to date for `model`. Safe to interrupt and run again.
 
+    `links`: which symbolic links are followed (`images.find_images`).
     `runner(root, todo, model, index, batch_size, workers)` yields batches of per-file results
     (i into todo, digest, error, faces) where error = (reason, transient) and faces = [(box,
     vector)], or None to reuse the indexed rows of the same content: `local_results` here,
     `illusort.distributed.ray_results` on a Ray cluster. Results are written as they come."""
     root = Path(root)
     summary = EmbedSummary()
-    paths = [p.as_posix() for p in find_images(root, exclude)]
+    unreadable = []  # (path, reason); links not followed (see `find_images`) first
+    paths = [p.as_posix() for p in find_images(root, exclude, links, unreadable)]
     summary.files = len(paths)
     known = index.file_stats(model.model_id)
 
-    todo, stats, unreadable = [], {}, []
+    todo, stats = [], {}
     for rel in paths:
         try:
             stats[rel] = stat_key(root / rel)

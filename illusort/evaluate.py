@@ -44,7 +44,7 @@ def labelled_images(root: Path, depth: int = 1, exclude: Path | None = None) -> 
     if not root.is_dir():
         raise MissingPath(f"folder {root} does not exist" if not root.exists() else f"{root} is not a folder")
     found, loose = [], 0
-    for rel in find_images(root, exclude):
+    for rel in find_images(root, exclude, links="any"):
         if len(rel.parts) <= depth:
             loose += 1
             continue
@@ -222,7 +222,7 @@ def evaluate_folder(root: Path, settings, cluster_options: dict, characters: str
     exclude = _inside(out_dir, root)
     items = labelled_images(root, depth, exclude)
     _check_selection_early(items, settings.model, characters)
-    model, index, summary = workflow.embed(root, settings, exclude=exclude)
+    model, index, summary = workflow.embed(root, settings, exclude=exclude, links="any")
     with index:
         rows, vectors = index.embeddings(model.model_id)
     items = select_characters(items, model.card, characters, model.model_id)

@@ -20,6 +20,10 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".
 INDEX_DIRNAME = ".illusort"
 # Refuse images above this many pixels (a decompression bomb decodes to gigabytes).
 MAX_PIXELS = 20_000 * 20_000
+# Refuse files above this size before reading them (a 6 GB "x.jpg" would be read whole into
+# memory). Setting: ILLUSORT_MAX_FILE_MB (default 256).
+MAX_FILE_BYTES = int(float(os.environ.get("ILLUSORT_MAX_FILE_MB") or 256) * 2**20)
+SORT_MANIFEST = ".illusort-sort.json"  # a folder holding one is an output folder: never scanned
 BACKGROUND = (255, 255, 255)  # alpha is flattened on white, like most image viewers
 
 
@@ -32,27 +36,61 @@ class Unreadable(BadImage):
     content, this may change without the file's size or mtime changing, so it is retried."""
 
 
-def find_images(root: Path, exclude: Path | None = None) -> list[Path]:
+def find_images(root: Path, exclude: Path | None = None, links: str = "inside",
+                skipped: list | None = None) -> list[Path]:
     """Image files below `root`, sorted, as paths relative to `root`.
 
-    Skips hidden folders (including the index folder) and `exclude`. Follows symlinked
-    folders once (a loop is visited only once, via its real path).
+    Never enters hidden folders (the index folder `.illusort`), `exclude`, or a folder holding
+    a sort manifest (an output folder: `IN/up -> ..` must not make OUT an input), judged by
+    real path. Symbolic links, to folders or files, by `links`:
+    - "inside": followed only when their target is inside `root` (sources are read only
+      inside IN); others are skipped, with (path, reason) added to `skipped`;
+    - "none": links to folders are never followed (`sort --mode move` must not empty a
+      folder a link points at); links to files inside `root` are listed;
+    - "any": followed wherever they lead (training and evaluation folders of links).
+    A folder reached twice (a loop) is visited once, via its real path.
     """
     root = Path(root)
-    excluded = exclude.resolve() if exclude else None
+    root_real = os.path.realpath(root)
+    excluded = os.path.realpath(exclude) if exclude else None
     found, seen_dirs = [], set()
+
+    def skip(path: str, reason: str) -> None:
+        if skipped is not None:
+            skipped.append((Path(path).relative_to(root).as_posix(), reason))
+
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen_dirs or (excluded and Path(real) == excluded):
+        if (real in seen_dirs or real == excluded or os.path.lexists(os.path.join(real, SORT_MANIFEST))
+                or real != root_real and os.path.basename(real).startswith(".")):
             dirnames[:] = []
             continue
         seen_dirs.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        kept = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            path = os.path.join(dirpath, d)
+            if os.path.islink(path) and links != "any":
+                if links == "none":
+                    skip(path, "symbolic link to a folder: not followed with --mode move")
+                    continue
+                if not _inside(os.path.realpath(path), root_real):
+                    skip(path, "symbolic link to a folder outside the sorted folder: not followed")
+                    continue
+            kept.append(d)
+        dirnames[:] = kept
         for name in filenames:
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            found.append(Path(dirpath, name).relative_to(root))
+            path = os.path.join(dirpath, name)
+            if links != "any" and os.path.islink(path) and not _inside(os.path.realpath(path), root_real):
+                skip(path, "symbolic link to a file outside the sorted folder: not read")
+                continue
+            found.append(Path(path).relative_to(root))
     return sorted(found)
+
+
+def _inside(real: str, root_real: str) -> bool:
+    return real == root_real or real.startswith(root_real.rstrip("/") + "/")
 
 
 def file_digest(data: bytes) -> str:
@@ -113,22 +151,30 @@ def read_image(path: Path, max_side: int | None = None) -> tuple[Image.Image, st
     return open_image(data, max_side), file_digest(data)
 
 
-def read_regular_file(path: Path) -> bytes:
-    """The bytes of a regular file; `BadImage` for anything else.
+def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` (default `MAX_FILE_BYTES`);
+    `BadImage` for anything else.
 
     Opened non-blocking and checked with fstat on the open descriptor: reading a FIFO or a
-    device named `x.png` would block forever (or never end), and a stat before the open
-    could be raced by a rename."""
+    device named `x.png` would block forever (or never end), a stat before the open could be
+    raced by a rename, and the size is known before a byte is read."""
+    limit = MAX_FILE_BYTES if max_bytes is None else max_bytes
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
         raise Unreadable(f"cannot read: {error.strerror or error}") from None
     with os.fdopen(fd, "rb") as f:
         try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise Unreadable(f"not a regular file ({file_kind(mode)})")
-            return f.read()
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise Unreadable(f"not a regular file ({file_kind(st.st_mode)})")
+            if st.st_size > limit:
+                raise BadImage(f"too large ({st.st_size / 2**20:.0f} MB; the limit is {limit / 2**20:.0f} MB, "
+                               "setting ILLUSORT_MAX_FILE_MB)")
+            data = f.read(limit + 1)  # grown since the fstat: still never more than the limit
+            if len(data) > limit:
+                raise BadImage(f"too large (over the {limit / 2**20:.0f} MB limit)")
+            return data
         except OSError as error:
             raise Unreadable(f"cannot read: {error.strerror or error}") from None
 

@@ -4,6 +4,10 @@ One row per (model, file, face). Paths are stored relative to the folder, so the
 move. A file whose size and mtime are unchanged is never embedded again; a changed stat
 with the same content hash (a touched or renamed file) reuses the stored vector. Rows are
 committed per batch, so an interrupted run loses at most one batch and resumes.
+
+A damaged index (not a database, truncated, the wrong tables, a folder in its place) is moved
+aside, kept as `index.db.damaged-TIME`, and a new one started, with a warning: the embeddings
+are recomputed; the name/merge/move decisions it held are in the kept file.
 """
 from __future__ import annotations
 
@@ -12,12 +16,15 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import safepath
 from .errors import IllusortError
 from .images import INDEX_DIRNAME
 
@@ -57,6 +64,15 @@ class IndexBusy(IllusortError, RuntimeError):
     """Another illusort process is writing this index."""
 
 
+class IndexUnusable(IllusortError, RuntimeError):
+    """The index cannot be opened or written (disk full, read-only); a one-line message."""
+
+
+# Every column the code reads: an index whose tables lack one is damaged (or not ours).
+COLUMNS = {"items": "model, path, face, size, mtime_ns, digest, box, vector, error", "meta": "key, value",
+           "decisions": "path, face, character", "clusterings": "run, path, face, label, probability"}
+
+
 @dataclass
 class Row:
     path: str
@@ -68,8 +84,10 @@ class Row:
 
 @contextmanager
 def exclusive_lock(lock_file: Path, busy: Exception):
-    """Hold an flock on `lock_file` (released when the process dies); raise `busy` if taken."""
-    handle = open(lock_file, "w")
+    """Hold an flock on `lock_file` (released when the process dies); raise `busy` if taken.
+    Opened without following a link and without truncating: a link planted at the lock's
+    name must not make illusort empty another file."""
+    handle = os.fdopen(safepath.open_own(lock_file, os.O_WRONLY | os.O_CREAT), "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -95,15 +113,81 @@ def default_index_path(root: Path) -> Path:
     return cache / f"{root.name}-{key}.db"
 
 
+def remember_output(index_path: Path, out: Path) -> None:
+    """Record, beside the sorted folder's index, that it was sorted into OUT: the proof
+    `sort.confirm_source` asks for before undo or a correction writes into the folder a
+    manifest names (one file per OUT, named by a hash of its real path)."""
+    out = os.path.realpath(out)
+    folder = Path(index_path).with_suffix(".outputs")
+    safepath.real_folder(folder.parent, create=folder.parent.name == INDEX_DIRNAME)
+    safepath.real_folder(folder, create=True)
+    record = folder / hashlib.sha1(os.fsencode(out)).hexdigest()[:20]
+    if safepath.read_own(record) != os.fsencode(out):
+        safepath.write_own(record, os.fsencode(out))
+
+
+def records_output(index_path: Path, out: Path) -> bool:
+    """True when the index at `index_path` records a sort into OUT (`remember_output`). Reads only."""
+    out = os.path.realpath(out)
+    folder = Path(index_path).with_suffix(".outputs")
+    try:
+        if os.path.islink(folder) or os.path.islink(folder.parent):
+            return False
+        return safepath.read_own(folder / hashlib.sha1(os.fsencode(out)).hexdigest()[:20]) == os.fsencode(out)
+    except (OSError, safepath.Unsafe):
+        return False
+
+
 class Index:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        if self.path.parent.name == INDEX_DIRNAME:  # DIR/.illusort: a real folder, never a link
+            safepath.real_folder(self.path.parent, create=True)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm", "-journal"):  # sqlite follows links: refuse them
+            if os.path.islink(f"{self.path}{suffix}"):
+                raise safepath.Unsafe(f"{self.path}{suffix} is a symbolic link; illusort does not follow links "
+                                      "at its own files (remove the link)")
+        try:
+            self.db = self._open()
+        except sqlite3.OperationalError as error:
+            if not damaged(error):
+                raise IndexUnusable(f"cannot open the index {self.path}: {error}") from None
+            self._move_aside(error)
+        except sqlite3.DatabaseError as error:
+            self._move_aside(error)
         self._lock_file = None
+
+    def _open(self) -> sqlite3.Connection:
+        if os.path.lexists(self.path) and not os.path.isfile(self.path):
+            raise sqlite3.DatabaseError("not a file")
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            for table, columns in COLUMNS.items():
+                db.execute(f"SELECT {columns} FROM {table} LIMIT 0")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, error: Exception) -> None:
+        """Keep the damaged index under another name and start a new one (see the module note)."""
+        kept = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.rename(self.path, kept)
+            for suffix in ("-wal", "-shm", "-journal"):
+                if os.path.lexists(f"{self.path}{suffix}"):
+                    os.rename(f"{self.path}{suffix}", f"{kept}{suffix}")
+            self.db = self._open()
+        except (OSError, sqlite3.Error) as again:
+            raise IndexUnusable(f"the index {self.path} is damaged ({error}) and could not be moved aside ({again}); "
+                              f"move it away yourself to start a new one") from None
+        warnings.warn(f"the index {self.path} was damaged ({error}): kept as {kept.name}, started a new one "
+                      "(images are embedded again)", stacklevel=3)
 
     def close(self) -> None:
         self.db.close()
@@ -217,3 +301,10 @@ class Index:
 def _row(path, face, box, vector, error) -> Row:
     return Row(path, face, json.loads(box) if box else None,
                None if vector is None else np.frombuffer(vector, np.float32), error)
+
+
+def damaged(error: sqlite3.OperationalError) -> bool:
+    """An OperationalError that says the file is not a usable index (rather than that the disk
+    is full, read-only or locked, which moving the index aside would not fix)."""
+    text = str(error).lower()
+    return any(s in text for s in ("no such column", "no such table", "has no column", "malformed", "not a database"))

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
 import os
 import sys
 from pathlib import Path
 from urllib.parse import quote
 
+from . import safepath
 from .images import BadImage, read_image
-from .sort import NOT_A_CHARACTER, REVIEW_FILES, UNSORTED, folder_of, require_manifest
+from .sort import (NOT_A_CHARACTER, REVIEW_FILES, UNSORTED, confirm_source, folder_of, output_folder, output_lock,
+                   require_manifest)
 
 REPORT, THUMBS, SEEN = REVIEW_FILES  # SEEN: the source files the previous report showed
 THUMB_SIDE = 160
@@ -44,8 +47,9 @@ figure.face img{outline:2px solid #3a7bd5;outline-offset:-2px}
 
 
 def shown(text: str) -> str:
-    """HTML-escaped text; bytes of a name that is not UTF-8 are shown as U+FFFD."""
-    return html.escape(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    """HTML-escaped text (every value that reaches the page goes through here: a manifest can be
+    edited); bytes of a name that is not UTF-8 are shown as U+FFFD."""
+    return html.escape(str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
 
 def folder_order(folders: dict[str, list]) -> list[str]:
@@ -57,14 +61,15 @@ def folder_order(folders: dict[str, list]) -> list[str]:
 
 def thumbnail(src: str, cache: Path, box: list | None = None) -> str | None:
     """Cached thumbnail file name of an image, or of its face crop `box` (pixels of the image
-    as `embed` decodes it); None if it cannot be read."""
+    as `embed` decodes it); None if it cannot be read. `src` is checked by the caller (inside
+    IN, or a regular file of OUT)."""
     try:
         st = os.stat(src)
     except OSError:
         return None
     key = hashlib.sha1(f"{src}\0{st.st_size}\0{st.st_mtime_ns}\0{box}".encode("utf-8", "surrogateescape")).hexdigest()
     name = f"{key[:20]}.jpg"
-    if not (cache / name).exists():
+    if not safepath.is_regular(cache / name):
         try:
             if box:
                 from .faces import DECODE_SIDE
@@ -76,34 +81,54 @@ def thumbnail(src: str, cache: Path, box: list | None = None) -> str | None:
         except BadImage:
             return None
         image.thumbnail((THUMB_SIDE, THUMB_SIDE))
-        tmp = cache / f".{name}.tmp"
-        image.save(tmp, "JPEG", quality=85)
-        os.replace(tmp, cache / name)
+        data = io.BytesIO()
+        image.save(data, "JPEG", quality=85)
+        safepath.write_own(cache / name, data.getvalue())
     return name
 
 
-def write_report(out: Path, progress: bool = True) -> tuple[Path, dict]:
-    """Write OUT/report.html; returns (its path, {'images', 'characters', 'new'})."""
-    out = Path(out).resolve()
+def readable_source(e, out: Path, mode: str, source: str) -> str | None:
+    """What a thumbnail is made from: a moved file in OUT (a regular file, never a link), or
+    a link's or copy's source inside IN; None for anything else."""
+    try:
+        if mode == "move":
+            dest = safepath.dest_path(out, e.dest)
+            return str(dest) if safepath.is_regular(dest) else None
+        return safepath.source_path(e.src, source, move=False)
+    except safepath.Unsafe:
+        return None
+
+
+def write_report(out: Path, progress: bool = True, source: Path | None = None,
+                 index_path: Path | None = None) -> tuple[Path, dict]:
+    """Write OUT/report.html; returns (its path, {'images', 'characters', 'new'}). Sources are
+    read only inside the sorted folder (`source`, or the manifest's once confirmed)."""
+    out = output_folder(out)
+    with output_lock(out):
+        return _write_report(out, progress, source, index_path)
+
+
+def _write_report(out: Path, progress: bool, source: Path | None, index_path: Path | None) -> tuple[Path, dict]:
     manifest = require_manifest(out)
+    root = str(confirm_source(out, manifest, source, index_path))
     entries = [e for e in manifest["entries"] if e.state == "done"]
     seen_file = out / SEEN
     try:
-        seen = set(json.loads(seen_file.read_text())) if seen_file.exists() else None
-    except ValueError:  # damaged: mark nothing as new
+        raw = safepath.read_own(seen_file)
+        seen = set(json.loads(raw)) if raw is not None else None
+    except (ValueError, TypeError):  # damaged: mark nothing as new
         seen = None
     folders: dict[str, list] = {}
     for e in entries:
         folders.setdefault(folder_of(e.dest) or UNSORTED, []).append(e)
     for members in folders.values():
         members.sort(key=lambda e: e.dest)
-    cache = out / THUMBS
-    cache.mkdir(exist_ok=True)
+    cache = safepath.real_folder(out / THUMBS, create=True)
     from tqdm import tqdm
 
     from . import status
 
-    db = status.open_index(Path(manifest["source"]))
+    db = status.open_index(Path(root), index_path)
     try:
         model = status.model_key(db)
         boxes = status.face_boxes(manifest, db, model)
@@ -114,8 +139,8 @@ def write_report(out: Path, progress: bool = True) -> tuple[Path, dict]:
     thumbs = {}
     for e in tqdm(entries, desc="thumbnails", unit="img", disable=not progress or not entries, file=sys.stderr):
         # a moved file lives in OUT now; links and copies are read from the source
-        thumbs[e.dest] = thumbnail(str(out / e.dest) if manifest["mode"] == "move" else e.src, cache,
-                                   boxes.get(e.dest))
+        readable = readable_source(e, out, manifest["mode"], root)
+        thumbs[e.dest] = thumbnail(readable, cache, boxes.get(e.dest)) if readable else None
     # new = a picture the previous report did not show (one renamed or moved is not new)
     new = {e.dest for e in entries if e.src not in seen} if seen is not None else set()
     order = folder_order(folders)
@@ -138,7 +163,7 @@ def write_report(out: Path, progress: bool = True) -> tuple[Path, dict]:
 
     parts = [f"<h1>{shown(Path(manifest['source']).name)}: {len(characters)} characters, "
              f"{len(entries)} images</h1>",
-             f"<p>Sorted from {shown(manifest['source'])} ({manifest['mode']}), updated "
+             f"<p>Sorted from {shown(manifest['source'])} ({shown(manifest['mode'])}), updated "
              f"{shown(manifest.get('updated', ''))}. Fix it with <code>illusort name OUT FOLDER NAME</code>, "
              "<code>illusort merge OUT INTO OTHER</code> and <code>illusort move OUT FILE --to NAME</code> "
              "(or <code>--not-character</code>); the next sort keeps your decisions.</p>"]
@@ -161,8 +186,6 @@ def write_report(out: Path, progress: bool = True) -> tuple[Path, dict]:
     page = (f'<!doctype html><html><head><meta charset="utf-8"><title>illusort report</title>'
             f"<style>{STYLE}</style></head><body>{''.join(parts)}<script>{script}</script></body></html>")
     path = out / REPORT
-    tmp = out / f".{REPORT}.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    seen_file.write_text(json.dumps(sorted({e.src for e in entries}), ensure_ascii=True))
+    safepath.write_own(path, page.encode("utf-8"))
+    safepath.write_own(seen_file, json.dumps(sorted({e.src for e in entries}), ensure_ascii=True).encode())
     return path, {"images": len(entries), "characters": len(characters), "new": len(new)}

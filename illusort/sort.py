@@ -5,7 +5,10 @@ Rules that protect the user's files:
 - `OUT/.illusort-sort.json` (the manifest) lists every entry this tool made, written
   atomically before and after changes, so undo and re-runs only touch what it made;
 - a copy or hard link is removed only while its source still exists (never the last copy);
-- a move is journaled (pending -> done), and refused across file systems.
+- a move is journaled (pending -> done), and refused across file systems; so is a move of an
+  entry to another folder of OUT (`relocate`: name, merge, move);
+- every path is checked on its real path at use (`safepath`): nothing outside OUT and IN is
+  ever written, moved or deleted, whatever a manifest or a planted link says.
 """
 from __future__ import annotations
 
@@ -22,15 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
+from . import safepath
 from .errors import IllusortError
-from .index import exclusive_lock
+from .index import default_index_path, exclusive_lock, records_output
+from .safepath import Unsafe, dest_path, is_regular, same_file, source_path
 
 MANIFEST = ".illusort-sort.json"
 LOCK = ".illusort-sort.lock"
 REVIEW_FILES = ("report.html", ".illusort-thumbs", ".illusort-report.json")  # `illusort report`
 # What a run killed before its first manifest was in place can leave in OUT, and the review
 # page: not the user's.
-OWN_FILES = {LOCK, MANIFEST + ".tmp", *REVIEW_FILES}
+OWN_FILES = {LOCK, MANIFEST + ".tmp", *REVIEW_FILES, ".report.html.tmp", ".illusort-report.json.tmp"}
 UNSORTED = "unsorted"
 NOT_A_CHARACTER = "not-a-character"  # where images the user marked so are kept (never deleted)
 # A cluster takes the name the user gave to its members when they are at least this share
@@ -59,9 +64,11 @@ class Entry:
     dest: str         # path inside OUT, '/'-separated, e.g. 'character-003/a.png'
     state: str = "done"  # 'pending' while a move is in flight
     faces: tuple = (0,)  # which faces of the image put it in this folder (index rows)
+    moved_from: str | None = None  # a pending move inside OUT (`relocate`): its dest before
 
     def to_json(self):
-        return {"src": self.src, "dest": self.dest, "state": self.state, "faces": list(self.faces)}
+        data = {"src": self.src, "dest": self.dest, "state": self.state, "faces": list(self.faces)}
+        return data if self.moved_from is None else {**data, "from": self.moved_from}
 
 
 # ---- planning --------------------------------------------------------------------------------
@@ -155,14 +162,21 @@ def folder_of(dest: str) -> str:
 # ---- manifest --------------------------------------------------------------------------------
 
 def read_manifest(out: Path) -> dict | None:
+    """OUT's manifest, its entries checked as text (`checked_entry`); each is checked again on
+    real paths where it is used. None when OUT holds none."""
     path = Path(out) / MANIFEST
-    if not path.exists():
+    raw = safepath.read_own(path)
+    if raw is None:
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
+        data = json.loads(raw.decode("utf-8", "surrogateescape"))
+        if data["mode"] not in MODES or not isinstance(data["source"], str):
+            raise ValueError(f"mode {data['mode']!r}")
         data["entries"] = [checked_entry(e, data["source"]) for e in data["entries"]]
         return data
-    except (ValueError, KeyError, TypeError) as error:
+    except Unsafe:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise SortError(f"{path} is damaged ({error}); move it away to start a fresh sort in {out}") from None
 
 
@@ -175,19 +189,10 @@ def require_manifest(out: Path, hint: str = "run illusort sort first") -> dict:
 
 
 def write_manifest(out: Path, source: Path, mode: str, entries: list[Entry]) -> None:
-    path = Path(out) / MANIFEST
-    tmp = path.with_name(MANIFEST + ".tmp")
     data = {"version": 1, "source": str(Path(source).resolve()), "mode": mode, "updated": time.strftime("%FT%T%z"),
             "entries": [e.to_json() for e in entries]}
-    try:
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            json.dump(data, f, indent=1, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # the previous manifest stays as it was
-        raise
+    text = json.dumps(data, indent=1, ensure_ascii=False)
+    safepath.write_own(Path(out) / MANIFEST, text.encode("utf-8", "surrogateescape"))  # the old one stays on failure
 
 
 def save_manifest(out: Path, source: Path, mode: str, entries: list[Entry]) -> None:
@@ -200,25 +205,39 @@ def save_manifest(out: Path, source: Path, mode: str, entries: list[Entry]) -> N
                         "fix that and run the same command again") from None
 
 
-def safe_dest(dest: str) -> str:
-    """Refuse a manifest path that would reach outside OUT (absolute, '..', empty parts)."""
-    parts = dest.split("/")
-    if dest.startswith("/") or any(p in ("", ".", "..") for p in parts) or len(parts) > 2:
-        raise SortError(f"manifest entry {dest!r} points outside the output folder; refusing to use it")
-    return dest
-
-
 def checked_entry(e: dict, source: str) -> Entry:
-    dest = safe_dest(e["dest"])
-    return Entry(safe_src(e["src"], source), dest, e.get("state", "done"), tuple(int(f) for f in e.get("faces", (0,))))
+    """A manifest entry whose text stays inside OUT and the sorted folder (real paths are
+    checked where it is used: `safepath.dest_path`, `safepath.source_path`)."""
+    moved_from = e.get("from")
+    if moved_from is not None:
+        safepath.check_manifest_dest(moved_from)
+    state = e.get("state", "done")
+    if state not in ("done", "pending", "planned"):
+        raise ValueError(f"state {state!r}")
+    dest = safepath.check_manifest_dest(e["dest"])
+    return Entry(safepath.check_manifest_source(e["src"], source), dest, state,
+                 tuple(int(f) for f in e.get("faces", (0,))), moved_from)
 
 
-def safe_src(src: str, source: str) -> str:
-    """Refuse a manifest source outside the sorted folder: undoing a move links a file back
-    there, and settling a move unlinks it, so a crafted `src` could write or delete anywhere."""
-    if not (os.path.isabs(src) and os.path.normpath(src) == src and src.startswith(source.rstrip("/") + "/")):
-        raise SortError(f"manifest entry source {src!r} is not inside {source}; refusing to use it")
-    return src
+def confirm_source(out: Path, manifest: dict, given: Path | None = None, index_path: Path | None = None) -> Path:
+    """The sorted folder (IN) of OUT's sort, for commands that get no IN (undo, name, merge,
+    move, report): undo and corrections write there, so the manifest's `source` (which anyone
+    who can write OUT can edit) is trusted only when it is the real path of the IN given on
+    the command line, or when that IN's own index records a sort into OUT (`sort` writes the
+    record, see `index.remember_output`: an edited manifest cannot make another folder hold it)."""
+    source = manifest["source"]
+    if given is not None:
+        if os.path.realpath(given) != source:
+            raise SortError(f"{out} holds a sort of {source}, not of {given}")
+        return Path(source)
+    if not os.path.isabs(source) or os.path.realpath(source) != source or not os.path.isdir(source):
+        raise Unsafe(f"the manifest of {out} names {source!r} as the sorted folder, which is not a real folder path; "
+                     "refusing to use it")
+    if not records_output(index_path or default_index_path(Path(source)), Path(out)):
+        raise Unsafe(f"the manifest of {out} names {source} as the sorted folder, but {source} holds no record of a "
+                     f"sort into {out}; refusing to use it (if that is right, give the folder: "
+                     f"illusort sort --undo --out {out} {source}, or --in {source})")
+    return Path(source)
 
 
 def previous_folders(manifest: dict | None) -> dict[str, set[str]]:
@@ -240,7 +259,7 @@ def check_output(root: Path, out: Path, mode: str) -> dict | None:
     """Validate OUT before anything is written; returns the previous manifest, if any."""
     if mode not in MODES:
         raise SortError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    root_r, out_r = Path(root).resolve(), Path(out).resolve()
+    root_r, out_r = Path(root).resolve(), output_folder(out)
     if out_r == root_r or root_r in out_r.parents:
         raise SortError(f"output folder {out} is inside the folder being sorted; choose a folder outside {root}")
     if out_r in root_r.parents:
@@ -266,29 +285,55 @@ def check_output(root: Path, out: Path, mode: str) -> dict | None:
     return manifest
 
 
+def output_folder(out: Path) -> Path:
+    """The real path of OUT as given; refused when OUT itself is a symbolic link (a planted
+    `DIR-sorted -> /elsewhere` would send the whole sort there) or not a folder."""
+    if os.path.islink(out):
+        raise Unsafe(f"output folder {out} is a symbolic link; give a real folder (its target: "
+                     f"{os.path.realpath(out)})")
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise SortError(f"output {out} exists and is not a folder")
+    return out
+
+
 @contextmanager
 def output_lock(out: Path):
     """One sort at a time per output folder: a second one refuses instead of interleaving."""
-    out.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(out / LOCK, SortError(f"another illusort run is writing {out}; wait for it to finish")):
-        yield
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        safepath.real_folder(out)
+        with exclusive_lock(out / LOCK, SortError(f"another illusort run is writing {out}; wait for it to finish")):
+            yield
+    except PermissionError as error:
+        raise SortError(f"cannot write in {error.filename or out}: {error.strerror}; "
+                        "choose an output folder you may write to") from None
 
 
 # ---- applying --------------------------------------------------------------------------------
 
-def make_entry(entry: Entry, out: Path, mode: str) -> None:
-    """Create one link/copy/move without ever replacing an existing file (raises FileExistsError)."""
-    dest = out / entry.dest
+def make_entry(entry: Entry, out: Path, mode: str, source: str) -> None:
+    """Create one link/copy/move without ever replacing an existing file (raises FileExistsError).
+    A source that leads outside `source` (IN) through a link is skipped (`SourceUnavailable`)."""
+    dest = dest_path(out, entry.dest)
+    try:
+        source_path(entry.src, source, mode == "move")
+    except Unsafe as error:
+        raise SourceUnavailable(str(error)) from None
+    if mode == "move" and os.path.islink(entry.src):
+        raise SourceUnavailable("a symbolic link: --mode move moves only regular files")
     if not os.path.exists(entry.src):  # deleted since it was embedded (a link to it would dangle)
         raise SourceUnavailable("vanished since it was embedded")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.parent != out:
+        safepath.make_folder(dest.parent)
     try:
         if mode == "symlink":
             os.symlink(entry.src, dest)
         elif mode == "hardlink":
             os.link(entry.src, dest)
         elif mode == "move":
-            os.link(entry.src, dest)   # same file system (checked): link then unlink is atomic and no-clobber
+            # same file system (checked): link then unlink is atomic and no-clobber
+            os.link(entry.src, dest, follow_symlinks=False)
             os.unlink(entry.src)
         else:
             copy_file(entry.src, dest)
@@ -316,17 +361,18 @@ def copy_file(src: str, dest: Path) -> None:
         shutil.copystat(src, tmp)
         os.link(tmp, dest)      # no-clobber: fails if dest appeared meanwhile
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             tmp.unlink()
 
 
-def is_ours(entry: Entry, out: Path, mode: str) -> bool:
+def is_ours(entry: Entry, out: Path, mode: str, source: str) -> bool:
     """True when OUT/dest is still exactly what this tool made, and removing it loses nothing."""
-    dest = out / entry.dest
+    dest = dest_path(out, entry.dest)
     if not os.path.lexists(dest):
         return False
     if mode == "symlink":
         return dest.is_symlink() and os.readlink(dest) == entry.src
+    source_path(entry.src, source, mode == "move")  # compared with it: read only inside IN
     if dest.is_symlink() or not os.path.exists(entry.src):
         return False  # the source is gone: OUT holds the last copy, keep it
     if mode == "hardlink":
@@ -352,22 +398,43 @@ def partial_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}{PARTIAL}")
 
 
-def settle_pending(entries: list[Entry], out: Path, mode: str) -> list[Entry]:
+def check_entries(entries: list[Entry], out: Path, mode: str, source: str) -> None:
+    """Refuse a manifest any of whose entries leads outside OUT or IN on real paths, before
+    anything is changed (each is checked again where it is used)."""
+    for e in entries:
+        dest_path(out, e.dest)
+        if e.moved_from is not None:
+            dest_path(out, e.moved_from)
+        source_path(e.src, source, mode == "move")
+
+
+def settle_pending(entries: list[Entry], out: Path, mode: str, source: str) -> list[Entry]:
     """Entries a killed run left 'pending', made definite: a move that was linked but not yet
-    unlinked is completed; a link/copy that exists and is ours is done; the rest never
-    happened and are dropped (with any half-written copy)."""
+    unlinked is completed; a move inside OUT (`relocate`) is completed once its new name
+    exists, else rolled back to its old one; a link/copy that exists and is ours is done; the
+    rest never happened and are dropped (with any half-written copy). `source`: IN's real path.
+    Every command on an existing OUT starts here, so every entry is checked first (`check_entries`)."""
+    check_entries(entries, out, mode, source)
     settled = []
     for e in entries:
-        dest = out / e.dest
         if e.state == "pending":
-            if mode == "move":
-                if dest.exists() and os.path.exists(e.src) and os.path.samefile(dest, e.src):
+            dest = dest_path(out, e.dest)
+            if e.moved_from is not None:
+                old = dest_path(out, e.moved_from)
+                if same_file(old, dest):
+                    os.unlink(old)  # linked under the new name, old one not yet gone
+                if not (is_regular(dest) and not os.path.lexists(old)):
+                    e.dest = e.moved_from  # never linked: it stays where it was
+                e.moved_from, e.state = None, "done"
+            elif mode == "move":
+                source_path(e.src, source, True)
+                if same_file(dest, e.src):
                     os.unlink(e.src)
-                e.state = "done" if dest.exists() and not os.path.exists(e.src) else "planned"
+                e.state = "done" if is_regular(dest) and not os.path.lexists(e.src) else "planned"
             else:
-                if partial_path(dest).exists():
+                if os.path.lexists(partial_path(dest)):
                     partial_path(dest).unlink()
-                e.state = "done" if is_ours(e, out, mode) else "planned"
+                e.state = "done" if is_ours(e, out, mode, source) else "planned"
         if e.state == "done":
             settled.append(e)
     return settled
@@ -395,7 +462,8 @@ def apply_sort(root: Path, out: Path, planned: list[Entry], mode: str, progress:
 
 
 def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
-    old = settle_pending(manifest["entries"], out, mode) if manifest else []
+    source = str(Path(root).resolve())
+    old = settle_pending(manifest["entries"], out, mode, source) if manifest else []
     if mode == "move":
         moved = {e.src for e in old}
         planned = [e for e in planned if e.src not in moved]  # a vanished source is reported by make_entry
@@ -406,10 +474,10 @@ def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
         if (e.src, e.dest) in wanted or mode == "move":
             e.faces = wanted.get((e.src, e.dest), e.faces)
             keep.append(e)
-        elif is_ours(e, out, mode):
-            (out / e.dest).unlink()
+        elif is_ours(e, out, mode, source):
+            dest_path(out, e.dest).unlink()
             result.removed += 1
-        elif os.path.lexists(out / e.dest):
+        elif os.path.lexists(dest_path(out, e.dest)):
             keep.append(e)  # changed by the user since: leave it alone, keep tracking it
     have = {(e.src, e.dest) for e in keep}
     todo = [e for e in planned if (e.src, e.dest) not in have]
@@ -422,7 +490,7 @@ def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
     for n, e in enumerate(tqdm(todo, desc=f"{mode}ing", unit="file", disable=not progress or not todo,
                                file=sys.stderr), 1):
         try:
-            make_entry(e, out, mode)
+            make_entry(e, out, mode, source)
             e.state = "done"
             done.append(e)
             result.created += 1
@@ -490,12 +558,16 @@ def relocate(root: Path, out: Path, targets: dict[str, str]) -> list[Entry]:
     """Move entries of OUT to other character folders: {dest: new folder}. Links and copies
     are made anew from the source and the old one removed (only if still ours); a moved file
     is renamed inside OUT. Nothing is overwritten: a name already taken in the new folder
-    gets a short tag. Returns the entries moved, with their new dest."""
-    out = Path(out).resolve()
+    gets a short tag. Returns the entries moved, with their new dest.
+
+    Journaled like a sort: every new name is saved as 'pending' before any change, so a run
+    killed at any step is completed or rolled back by the next one (`settle_pending`)."""
+    out = output_folder(out)
+    source = str(Path(root).resolve())
     with output_lock(out):
         manifest = require_manifest(out)
         mode = manifest["mode"]
-        entries = settle_pending(manifest["entries"], out, mode)
+        entries = settle_pending(manifest["entries"], out, mode, source)
         used = {e.dest for e in entries}
         plan = []  # (entry, its new dest)
         for e in entries:
@@ -504,33 +576,59 @@ def relocate(root: Path, out: Path, targets: dict[str, str]) -> list[Entry]:
                 continue
             name = Path(e.dest).name
             dest = f"{folder}/{name}"
-            if dest in used or os.path.lexists(out / dest):
+            if dest in used or os.path.lexists(dest_path(out, dest)):
                 name = tagged_name(name, hashlib.sha1(e.src.encode("utf-8", "surrogateescape")).hexdigest()[:8])
                 dest = f"{folder}/{name}"
+            dest_path(out, dest)
             used.discard(e.dest)
             used.add(dest)
             plan.append((e, dest))
-        if mode != "move":  # journal every new link/copy as pending once; a killed run settles them
-            save_manifest(out, root, mode, entries + [Entry(e.src, dest, "pending", e.faces) for e, dest in plan])
-        moved = []
-        for e, dest in plan:
-            (out / folder_of(dest)).mkdir(exist_ok=True)
-            if mode == "move":  # the user's only copy: the manifest follows each rename
-                os.link(out / e.dest, out / dest)  # no-clobber; the same file under its new name
-                os.unlink(out / e.dest)
-            else:
-                try:
-                    make_entry(Entry(e.src, dest, "pending", e.faces), out, mode)
-                except SourceUnavailable:  # deleted since the sort: nothing to link any more
-                    continue
-                if is_ours(e, out, mode):
-                    (out / e.dest).unlink()
-            e.dest = dest
-            moved.append(e)
-            if mode == "move":
-                save_manifest(out, root, mode, entries)
+        try:
+            moved = _relocate_moves(out, root, entries, plan) if mode == "move" else \
+                _relocate_links(out, root, mode, entries, plan)
+        except OSError as error:
+            raise SortError(f"cannot move {error.filename or ''} in {out}: {error.strerror or error}; "
+                            "run the same command again to finish (or illusort sort --undo)") from None
         save_manifest(out, root, mode, entries)
     remove_empty_folders(out)
+    return moved
+
+
+def _relocate_moves(out: Path, root: Path, entries: list[Entry], plan) -> list[Entry]:
+    """Move mode: each file is the user's only copy. Journal every rename (pending, with its
+    old name), then link under the new name (no-clobber), unlink the old, mark it done."""
+    for e, dest in plan:
+        e.moved_from, e.dest, e.state = e.dest, dest, "pending"
+    save_manifest(out, root, "move", entries)
+    moved = []
+    for e, _ in plan:
+        old, new = dest_path(out, e.moved_from), dest_path(out, e.dest)
+        if is_regular(old):
+            safepath.make_folder(new.parent)
+            os.link(old, new, follow_symlinks=False)
+            os.unlink(old)
+            moved.append(e)
+        else:
+            e.dest = e.moved_from  # gone or replaced since the sort: left where it is
+        e.moved_from, e.state = None, "done"
+    return moved
+
+
+def _relocate_links(out: Path, root: Path, mode: str, entries: list[Entry], plan) -> list[Entry]:
+    """Link/copy modes: journal every new link/copy as pending once (a killed run settles
+    them), make it from the source, then remove the old one if still ours."""
+    source = str(Path(root).resolve())
+    save_manifest(out, root, mode, entries + [Entry(e.src, dest, "pending", e.faces) for e, dest in plan])
+    moved = []
+    for e, dest in plan:
+        try:
+            make_entry(Entry(e.src, dest, "pending", e.faces), out, mode, source)
+        except SourceUnavailable:  # deleted since the sort: nothing to link any more
+            continue
+        if is_ours(e, out, mode, source):
+            dest_path(out, e.dest).unlink()
+        e.dest = dest
+        moved.append(e)
     return moved
 
 
@@ -549,25 +647,29 @@ def adopt_renamed_folders(out: Path, entries: list[Entry]) -> list[Entry]:
 
 def take_renames(root: Path, out: Path) -> list[Entry]:
     """Bring OUT's manifest up to date with folders renamed by hand; returns their entries."""
-    out = Path(out).resolve()
+    out = output_folder(out)
     if read_manifest(out) is None:
         return []
     with output_lock(out):
         manifest = read_manifest(out)
-        entries = settle_pending(manifest["entries"], out, manifest["mode"])
+        pending = any(e.state != "done" for e in manifest["entries"])
+        entries = settle_pending(manifest["entries"], out, manifest["mode"], str(Path(root).resolve()))
         changed = adopt_renamed_folders(out, entries)
-        if changed:
+        if changed or pending:  # a killed run's journal, settled: saved before anything else reads it
             save_manifest(out, root, manifest["mode"], entries)
     return changed
 
 
-def undo_sort(out: Path) -> tuple[int, int]:
+def undo_sort(out: Path, source: Path | None = None, index_path: Path | None = None) -> tuple[int, int]:
     """Reverse a sort: remove links/copies it made (only if still ours), move moved files back.
-    Returns (undone, left) where `left` entries were changed by the user and kept."""
-    out = Path(out).resolve()
-    require_manifest(out, "nothing to undo")
+    `source`: the sorted folder, if given (else the one OUT's manifest names, once confirmed:
+    `confirm_source`). Returns (undone, left) where `left` entries were changed by the user and kept."""
+    out = output_folder(out)
+    confirm_source(out, require_manifest(out, "nothing to undo"), source, index_path)
     with output_lock(out):
-        result = _undo(out, read_manifest(out))
+        manifest = require_manifest(out, "nothing to undo")
+        root = confirm_source(out, manifest, source, index_path)  # read again under the lock
+        result = _undo(out, manifest, str(root))
     if not (out / MANIFEST).exists():
         remove_review_files(out)
         (out / LOCK).unlink(missing_ok=True)
@@ -585,26 +687,27 @@ def remove_review_files(out: Path) -> None:
             path.unlink()
 
 
-def _undo(out: Path, manifest: dict) -> tuple[int, int]:
+def _undo(out: Path, manifest: dict, source: str) -> tuple[int, int]:
     mode = manifest["mode"]
-    entries = settle_pending(manifest["entries"], out, mode)
+    entries = settle_pending(manifest["entries"], out, mode, source)
     undone, left = 0, []
     for e in entries:
-        dest = out / e.dest
+        dest = dest_path(out, e.dest)
         if mode == "move":
-            if dest.exists() and not os.path.lexists(e.src):
+            source_path(e.src, source, True)
+            if is_regular(dest) and not os.path.lexists(e.src):
                 Path(e.src).parent.mkdir(parents=True, exist_ok=True)
-                os.link(dest, e.src)
+                os.link(dest, e.src, follow_symlinks=False)
                 os.unlink(dest)
                 undone += 1
-            elif dest.exists() and os.path.exists(e.src) and os.path.samefile(dest, e.src):
+            elif same_file(dest, e.src):
                 os.unlink(dest)  # an undo killed between link and unlink: finish it
                 undone += 1
             elif not os.path.lexists(dest) and os.path.exists(e.src):
                 undone += 1  # moved back by an undo killed before it could update the manifest
             else:
                 left.append(e)
-        elif is_ours(e, out, mode):
+        elif is_ours(e, out, mode, source):
             dest.unlink()
             undone += 1
         elif os.path.lexists(dest):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -68,6 +69,42 @@ def card_for_builtin(name: str, layer: str | None = None) -> dict:
             "trained": False}
 
 
+# Sane bounds of card values a checkpoint (or the JSON beside it, which anyone may edit) sets.
+INPUT_SIZES = (16, 1024)
+EMBED_DIMS = (0, 65536)  # 0: no head
+
+
+def check_card(card: dict, path: Path) -> dict:
+    """Refuse card values no network could use (`input_size: -5` or `60000`), with one line."""
+    def bad(key, why):
+        raise ModelError(f"{path}: model card value {key}={card.get(key)!r} {why}")
+
+    size = card.get("input_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)
+                             or not INPUT_SIZES[0] <= size <= INPUT_SIZES[1]):
+        bad("input_size", f"is not a whole number of pixels from {INPUT_SIZES[0]} to {INPUT_SIZES[1]}")
+    dim = card.get("embed_dim")
+    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or not EMBED_DIMS[0] <= dim <= EMBED_DIMS[1]):
+        bad("embed_dim", f"is not a whole number from {EMBED_DIMS[0]} to {EMBED_DIMS[1]}")
+    for key in ("threshold", "known_threshold"):
+        value = card.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                  or not -1 <= value <= 1):
+            bad(key, "is not a cosine similarity from -1 to 1")
+    return card
+
+
+def check_regular(path: Path) -> Path:
+    """A model file must be a regular file: reading a FIFO named `x.pt` would wait forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise ModelError(f"cannot read model {path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(mode):
+        raise ModelError(f"{path} is not a loadable checkpoint (not a regular file)")
+    return path
+
+
 def build_from_card(card: dict) -> torch.nn.Module:
     """The network a card describes, randomly initialised (the checkpoint's weights go in next)."""
     return nets.build(card["arch"], embed_dim=card.get("embed_dim"), init="none",
@@ -104,7 +141,8 @@ def load_model(spec: str | None = None, layer: str | None = None, device: str = 
         path = find_model_file(spec)
         if path is None:
             raise unknown_model(spec)
-        card, state = read_checkpoint(path)
+        card, state = read_checkpoint(check_regular(path))
+        check_card(card, path)
         if layer:
             card["layer"] = layer
         try:
@@ -162,7 +200,7 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
         card = dict(blob["card"])
         beside = path.with_suffix(".json")
         if beside.exists():
-            card.update(json.loads(beside.read_text()))
+            card.update(json.loads(check_regular(beside).read_text()))
         state = dict(blob["state_dict"])
     except (KeyError, TypeError, ValueError, OSError) as error:
         raise ModelError(f"{path}: damaged checkpoint or model card ({type(error).__name__}: "

@@ -20,7 +20,7 @@ from .cluster import Clustering, assign_to_clusters, cluster_embeddings
 from .corrections import record_renames
 from .errors import InputError, MissingPath, ModelError
 from .images import IMAGE_EXTENSIONS, INDEX_DIRNAME, BadImage, read_image
-from .index import Index, Row, default_index_path
+from .index import Index, Row, default_index_path, remember_output
 from .modelspec import check_device, check_model
 from .query import match_known, rank
 from .sort import (Entry, SortResult, apply_sort, assign_folders, check_output, plan_entries,
@@ -105,16 +105,17 @@ def open_index(root: Path, settings: Settings) -> tuple[LoadedModel, Index]:
 
 
 def embed(root: Path, settings: Settings, exclude: Path | None = None,
-          runner=None) -> tuple[LoadedModel, Index, EmbedSummary]:
+          runner=None, links: str = "inside") -> tuple[LoadedModel, Index, EmbedSummary]:
     """Bring DIR's index up to date; returns the model, the open index and what was done.
-    `runner`: where the images are embedded (see `embed.embed_folder`; default here)."""
+    `runner`: where the images are embedded (see `embed.embed_folder`; default here);
+    `links`: which symbolic links are followed (`images.find_images`; "none" for a move)."""
     from .embed import default_workers, embed_folder
 
     model, index = open_index(root, settings)
     with index.writing():
         summary = embed_folder(root, model, index, batch_size=settings.batch_size,
                                workers=default_workers() if settings.workers is None else settings.workers,
-                               progress=settings.progress, exclude=exclude, runner=runner)
+                               progress=settings.progress, exclude=exclude, runner=runner, links=links)
     return model, index, summary
 
 
@@ -240,9 +241,10 @@ def sort_folder(root: Path, out: Path | None, settings: Settings, mode: str = "s
 
 def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, cluster_options) -> SortRun:
     known_refs = known_references(known, settings) if known else None
-    model, index, summary = embed(root, settings)
+    model, index, summary = embed(root, settings, links="none" if mode == "move" else "inside")
     with index:
         if not dry_run:
+            remember_output(index.path, out)  # lets undo and corrections trust OUT's manifest
             record_renames(index, root, take_renames(root, out))
         rows, vectors = index.embeddings(model.model_id)
         manifest = read_manifest(out)
@@ -383,9 +385,10 @@ def query(references: list[Path], root: Path, settings: Settings, top: int | Non
     return hits, threshold, summary
 
 
-def link_matches(root: Path, paths: list[str], out: Path) -> SortResult:
+def link_matches(root: Path, paths: list[str], out: Path, index_path: Path | None = None) -> SortResult:
     """Gather query matches into OUT as symlinks, with a manifest (so `sort --undo OUT` works)."""
     manifest = check_output(root, out, "symlink")
+    remember_output(index_path or default_index_path(root), out)
     planned = plan_entries(root, paths, [""] * len(paths))
     if manifest:  # earlier matches stay: a second query adds to the folder
         planned += [e for e in manifest["entries"] if e.dest not in {p.dest for p in planned}]

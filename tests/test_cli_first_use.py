@@ -351,8 +351,6 @@ def test_report_shows_the_face_that_placed_a_picture(tmp_path):
     assert abs(w - h) < 0.2 * max(w, h)
 
 
-@pytest.mark.xfail(reason="scans skip illusort's output folders once images.find_images does (issue 13's change)",
-                   strict=False)
 def test_scanning_a_parent_folder_skips_the_links_of_an_earlier_sort(sorted_out, tmp_path):
     root, out = sorted_out
     result = run_cli("embed", tmp_path, *FAST[:-2])  # tmp_path holds pics/ and its output out/

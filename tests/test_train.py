@@ -285,3 +285,16 @@ def test_train_on_face_crops(tmp_path, monkeypatch):
     run_cli("train", root, "--out", out, "--faces", "always", *FAST, *TRIPLET)
     assert card_of(out)["hyper"]["faces"] == "always"
     assert len(boxes) == 20 and all(box is not None for box in boxes), "every training image cut to its face"
+
+
+def test_source_batches_keep_each_batch_inside_one_source():
+    labels = [f"s{s}/c{c}" for s in range(3) for c in range(6) for _ in range(5)]
+    groups = [x.split("/")[0] for x in labels]
+    sampler = BlogBatchSampler(labels, per_class=3, class_images=9, random_extra=4, seed=0, groups=groups)
+    seen = set()
+    for part, extra in sampler.parts(0):
+        assert len({groups[i] for i in part + extra}) == 1       # characters and negatives: one source
+        assert not {labels[i] for i in extra} & {labels[i] for i in part}
+        seen |= {labels[i] for i in part}
+    assert seen == set(labels)                                     # every character once per epoch
+    assert sampler.parts(0) == BlogBatchSampler(labels, 3, 9, 4, seed=0, groups=groups).parts(0)

@@ -50,6 +50,7 @@ class TrainConfig:
     loss: str = "triplet"
     optimizer: str = "sgd"
     ce_weight: float = 0.0
+    source_batches: bool = False      # triplet: each batch from one source (same-style negatives)
     faces: str = "off"
     momentum: float = 0.9
     weight_decay: float | None = None

@@ -75,7 +75,7 @@ def scan_folders(dirs, dev_dirs=(), depth: int = 1) -> tuple[Collection, list[It
         if not d.is_dir():
             raise TrainError(f"{d} is not a folder" if d.exists() else f"folder {d} does not exist")
         if d not in found:
-            found[d] = find_images(d)
+            found[d] = find_images(d, links="any")  # folders of links to data sets
     labelled_folders = [d for d in dict.fromkeys(dirs + dev_dirs) if any(len(p.parts) > depth for p in found[d])]
     names = [folder_name(d) for d in labelled_folders]
     if len(set(names)) < len(names):

@@ -247,7 +247,9 @@ class Trainer:
         if c.method == "triplet":
             self.strategy = Triplet([it.label for it in self.train_items], margin=c.margin, per_class=c.per_class,
                                     class_images=c.batch_size, random_extra=c.random_extra, loss=c.loss,
-                                    ce_weight=c.ce_weight, **common)
+                                    ce_weight=c.ce_weight,
+                                    groups=[it.source for it in self.train_items] if c.source_batches else None,
+                                    **common)
         elif c.method == "finetune":
             self.strategy = Classify([it.label for it in self.train_items], **common)
         else:

@@ -41,13 +41,14 @@ class Triplet:
     name = "triplet"
 
     def __init__(self, labels: list[str], *, margin=0.1, per_class=10, class_images=100, random_extra=100,
-                 seed=0, loss="triplet", feature_dim=None, device="cpu", ce_weight=0.0, ce_scale=16.0, **_):
+                 seed=0, loss="triplet", feature_dim=None, device="cpu", ce_weight=0.0, ce_scale=16.0,
+                 groups=None, **_):
         from pytorch_metric_learning import distances, losses, miners
 
         from .sampler import BlogBatchSampler
 
         self.codes = torch.as_tensor(np.unique(np.asarray(labels), return_inverse=True)[1], dtype=torch.long)
-        self.sampler = BlogBatchSampler(labels, per_class, class_images, random_extra, seed)
+        self.sampler = BlogBatchSampler(labels, per_class, class_images, random_extra, seed, groups)
         self.miner = None
         if loss == "triplet":
             self.loss_fn = losses.TripletMarginLoss(margin=margin, distance=distances.CosineSimilarity())

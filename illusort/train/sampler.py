@@ -23,7 +23,7 @@ class BlogBatchSampler(Sampler[list[int]]):
     interrupted run can resume in the middle of an epoch with the same batches."""
 
     def __init__(self, labels: Sequence, per_class: int = 10, class_images: int = 100,
-                 random_extra: int = 100, seed: int = 0):
+                 random_extra: int = 100, seed: int = 0, groups: Sequence | None = None):
         if per_class < 1 or class_images < 1 or random_extra < 0:
             raise ValueError("per_class and class_images must be >= 1, random_extra >= 0")
         self.labels = np.asarray([str(x) for x in labels])
@@ -31,6 +31,11 @@ class BlogBatchSampler(Sampler[list[int]]):
         self.seed, self.epoch = seed, 0
         classes, codes = np.unique(self.labels, return_inverse=True)
         self.classes = classes.tolist()
+        # With `groups` (each image's source), a batch holds characters of one source only and
+        # its random extras come from that source too: its negatives share the house style, so
+        # the loss teaches "which character", not "which game".
+        self.groups = None if groups is None else np.asarray([str(g) for g in groups])
+        self.group_of = {} if groups is None else {c: self.groups[codes == k][0] for k, c in enumerate(self.classes)}
         # A fixed shuffled order of each character's images; epochs walk through it in windows.
         base = np.random.default_rng([seed, 0x5EED])
         order = np.argsort(codes, kind="stable")
@@ -57,12 +62,19 @@ class BlogBatchSampler(Sampler[list[int]]):
             return self._cache[1]
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.classes))
+        if self.groups is not None:  # one source after another (sources in random order)
+            rank = {g: r for r, g in enumerate(rng.permutation(sorted(set(self.group_of.values()))))}
+            order = sorted(order, key=lambda k: rank[self.group_of[self.classes[k]]])
         out, part, in_part = [], [], set()
 
         def close():
             extra = []
             if self.random_extra:
-                pool = np.flatnonzero(~np.isin(self.labels, list(in_part)))
+                outside = ~np.isin(self.labels, list(in_part))
+                pool = np.flatnonzero(outside)
+                if self.groups is not None:
+                    same = np.flatnonzero(outside & (self.groups == self.group_of[next(iter(in_part))]))
+                    pool = same if len(same) else pool
                 take = min(self.random_extra, len(pool))
                 extra = rng.choice(pool, size=take, replace=False).tolist()
             out.append(([int(i) for i in part], [int(i) for i in extra]))
@@ -70,7 +82,8 @@ class BlogBatchSampler(Sampler[list[int]]):
         for k in order:
             cls = self.classes[k]
             window = self.window(cls, epoch).tolist()
-            if part and len(part) + len(window) > self.class_images:
+            new_group = self.groups is not None and part and self.group_of[cls] != self.group_of[next(iter(in_part))]
+            if part and (new_group or len(part) + len(window) > self.class_images):
                 close()
                 part, in_part = [], set()
             part.extend(window)
