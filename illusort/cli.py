@@ -441,6 +441,8 @@ def name(out, folder, name, index_path, source):
     from .status import find_sort
 
     find_sort(out, "name")
+    corrections.check_character_folder(folder)
+    corrections.check_character_name(name)
     moved = corrections.name_character(out, folder, name, index_path, source)
     click.echo(f"{plural(len(moved), 'image')} now in {Path(out) / name}")
 
@@ -458,6 +460,8 @@ def merge(out, into, others, index_path, source):
     from .status import find_sort
 
     find_sort(out, "merge")
+    for character in (into, *others):
+        corrections.check_character_folder(character)
     moved = corrections.merge_characters(out, into, list(others), index_path, source)
     click.echo(f"{plural(len(moved), 'image')} moved into {Path(out) / into}")
 
@@ -480,6 +484,8 @@ def move(out, files, to, not_character, index_path, source):
     if bool(to) == not_character:
         raise click.UsageError("give either --to NAME or --not-character")
     find_sort(out, "move")
+    if not not_character:
+        corrections.check_character_name(to, "--to NAME")
     moved = corrections.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path,
                                     source)
     click.echo(f"{plural(len(moved), 'image')} moved to {Path(out) / (to or NOT_A_CHARACTER)}")

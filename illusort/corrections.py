@@ -17,7 +17,8 @@ RESERVED = (UNSORTED, NOT_A_CHARACTER)
 
 
 def check_character_name(name: str, option: str = "NAME") -> str:
-    """A name the user may give a character: a folder name, and not one of illusort's own."""
+    """A name the user may give a character: a folder name, and not one of illusort's own
+    (checked by the `name`, `merge` and `move` commands; the functions here stay general)."""
     if name == UNSORTED:
         raise InputError(f"'{UNSORTED}' is where illusort keeps pictures that fit no character; "
                          f"choose another {option}")
@@ -85,8 +86,7 @@ def _correct(root, index, out, targets: dict[str, str], confirmed=()) -> list[En
 def name_character(out: Path, folder: str, name: str, index_path: Path | None = None,
                    source: Path | None = None) -> list[Entry]:
     """Rename a character folder (merging it into NAME if that folder exists)."""
-    check_character_folder(folder)
-    check_character_name(name)
+    check_folder_name(name)
     with corrections(out, index_path, source) as (root, index):
         return _correct(root, index, out, {e.dest: name for e in folder_entries(out, folder)})
 
@@ -94,8 +94,6 @@ def name_character(out: Path, folder: str, name: str, index_path: Path | None = 
 def merge_characters(out: Path, into: str, others: list[str], index_path: Path | None = None,
                      source: Path | None = None) -> list[Entry]:
     """Merge character folders into `into`; all their images are remembered as that character."""
-    for folder in (into, *others):
-        check_character_folder(folder)
     with corrections(out, index_path, source) as (root, index):
         kept = folder_entries(out, into)
         targets = {e.dest: into for folder in others for e in folder_entries(out, folder)}
@@ -107,8 +105,7 @@ def move_images(out: Path, files: list[Path], to: str, index_path: Path | None =
     """Move images to character `to` ('not-a-character' sets them aside). FILES are paths
     inside OUT, relative to OUT (`character-007/x.png`) or absolute/relative to the current
     folder when they lead into OUT."""
-    if to != NOT_A_CHARACTER:
-        check_character_name(to, "--to NAME")
+    check_folder_name(to)
     out_r = output_folder(out)
     with corrections(out, index_path, source) as (root, index):
         entries = {e.dest: e for e in read_manifest(out_r)["entries"]}
