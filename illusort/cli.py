@@ -85,7 +85,7 @@ def model_options(func):
                           "always crops every face found; off embeds whole images (fastest)."),
         click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
                      help="Index file (default: DIR/.illusort/index.db)."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True),
+        click.option("--device", type=click.Choice(registry.DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
                      help="bfloat16: faster on CPUs and GPUs with bf16 units (measured: benchmarks/PERFORMANCE.md)."),
         click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
@@ -715,7 +715,7 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
 @click.option("--label-depth", type=click.IntRange(1), default=1, show_default=True,
               help="Folder levels that name a character (2 for a folder of sources: SOURCE/CHARACTER/...).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, batches and augmentation.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(registry.DEVICES), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=None, help="Decoding processes (default: up to 4).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted (or finished) run at --out.")
 @click.option("--faces", type=click.Choice(["off", "auto", "always"]), default="off", show_default=True,

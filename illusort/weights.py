@@ -19,7 +19,7 @@ import torch
 
 from . import nets
 from .errors import ModelError  # noqa: F401 (also importable from here, as before)
-from .modelspec import installed_models, unknown_model
+from .registry import installed_models, unknown_model
 from .registry import BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, models_dirs  # noqa: F401
 
 FORMAT = "illusort-checkpoint-1"

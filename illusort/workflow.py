@@ -21,7 +21,7 @@ from .corrections import record_renames
 from .errors import InputError, MissingPath, ModelError
 from .images import IMAGE_EXTENSIONS, INDEX_DIRNAME, BadImage, read_image
 from .index import Index, Row, default_index_path, remember_output
-from .modelspec import check_device, check_model
+from .registry import check_device, check_model
 from .query import match_known, rank
 from .sort import (Entry, SortResult, apply_sort, assign_folders, check_output, plan_entries,
                    previous_folders, read_manifest, take_renames)
