@@ -107,8 +107,9 @@ recluster_option = click.option(
 
 def cluster_options(func):
     options = [
-        click.option("--min-cluster-size", type=click.IntRange(2), default=10, show_default=True,
-                     help="Smallest group called a character (capped at an eighth of small folders)."),
+        click.option("--min-cluster-size", type=click.IntRange(2), default=None,
+                     help="Smallest group called a character (default 3 with average linkage, 10 with HDBSCAN; "
+                          "capped at an eighth of small folders)."),
         click.option("--strictness", type=click.FloatRange(0, 1), default=0.5, show_default=True,
                      help="How readily look-alike characters share a folder: towards 1, look-alikes are split "
                           "apart (more, smaller folders; more images unsorted); towards 0, fewer and larger "
@@ -120,9 +121,10 @@ def cluster_options(func):
         click.option("--umap-dims", type=click.IntRange(0), default=32, show_default=True,
                      help="UMAP dimensions before HDBSCAN; 0 clusters the raw embeddings."),
         click.option("--seed", type=int, default=None, help="Make clustering reproducible (slower: single thread)."),
-        click.option("--algorithm", type=click.Choice(["hdbscan", "agglomerative"]), default="hdbscan",
-                     show_default=True, help="hdbscan (the paper: UMAP + HDBSCAN) or agglomerative (average "
-                     "linkage cut at --similarity; better when characters have few images each; up to 20,000 images)."),
+        click.option("--algorithm", type=click.Choice(["auto", "hdbscan", "agglomerative"]), default="auto", show_default=True,
+                     help="auto: average linkage up to 10,000 pictures (forms characters from 3 pictures up), "
+                          "UMAP + HDBSCAN above; hdbscan (the paper); agglomerative (average linkage cut at "
+                          "--similarity, up to 20,000 pictures)."),
         click.option("--similarity", type=click.FloatRange(-1, 1), default=None,
                      help="agglomerative: cosine similarity that joins groups (default: the model card's threshold)."),
     ]

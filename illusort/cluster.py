@@ -52,8 +52,45 @@ class ClusterError(IllusortError, ValueError):
     """Clustering cannot be done as asked; the message says why and what to do."""
 
 
-ALGORITHMS = ("hdbscan", "agglomerative")
+ALGORITHMS = ("auto", "hdbscan", "agglomerative")
 AGGLOMERATIVE_MAX_ITEMS = 20_000  # it holds all n^2 / 2 distances in memory
+# `auto` (the default): average linkage at the model's calibrated similarity up to this many
+# pictures, UMAP + HDBSCAN above. Real collections hold characters with 2 to 500 pictures;
+# measured on held-out characters (RESULTS.md, "Clustering defaults") average linkage forms
+# the small ones that HDBSCAN's min_cluster_size cannot, without splitting the large ones.
+AUTO_AGGLOMERATIVE_MAX = 10_000
+MIN_CLUSTER_SIZE = {"agglomerative": 3, "hdbscan": 10}   # defaults: a character from 3 pictures up
+
+
+def resolve_algorithm(algorithm: str, n: int, similarity: float | None) -> str:
+    """The algorithm `auto` stands for on n pictures (HDBSCAN when there is no similarity to cut at)."""
+    if algorithm != "auto":
+        return algorithm
+    return "agglomerative" if n <= AUTO_AGGLOMERATIVE_MAX and similarity is not None else "hdbscan"
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Every setting that can change a clustering. `key` names a saved clustering in the index:
+    it changes when, and only when, the result would (bump VERSION when the code's result
+    changes), so a new option with its old default keeps every user's saved clusterings."""
+    algorithm: str = "auto"
+    min_cluster_size: int | None = None   # None: MIN_CLUSTER_SIZE of the algorithm used
+    strictness: float | None = 0.5        # None: the paper's excess-of-mass selection
+    min_samples: int = 1
+    umap_dims: int = 32
+    n_neighbors: int = 15
+    seed: int | None = None
+    similarity: float | None = None       # None: the model card's threshold
+    pca_dims: int = 64
+    umap_epochs: int | None = None
+    VERSION = 2
+
+    def key(self, model_id: str) -> str:
+        import json
+
+        fields = {k: v for k, v in self.__dict__.items() if v != type(self).__dataclass_fields__[k].default}
+        return json.dumps({"v": self.VERSION, "model": model_id, **fields}, sort_keys=True)
 
 
 # The strictness knob (measured: benchmarks/RESULTS.md, "Strictness"). HDBSCAN's "leaf"
@@ -73,7 +110,7 @@ def strictness_epsilon(strictness: float) -> float:
     return float(loose * (strict / loose) ** strictness)
 
 
-def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_cluster_size: int = 10,
+def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_cluster_size: int | None = 10,
                        strictness: float | None = 0.5, min_samples: int = 1, umap_dims: int = 32,
                        n_neighbors: int = 15, seed: int | None = None, similarity: float | None = None,
                        pca_dims: int = 64, umap_epochs: int | None = None) -> Clustering:
@@ -93,12 +130,13 @@ def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_c
     2-6 images each it beats HDBSCAN (benchmarks/RESULTS.md); it needs O(n^2) memory.
     """
     n = len(vectors)
-    mcs = effective_min_cluster_size(n, min_cluster_size)
+    if algorithm not in ALGORITHMS:
+        raise ClusterError(f"unknown clustering algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    algorithm = resolve_algorithm(algorithm, n, similarity)
+    mcs = effective_min_cluster_size(n, min_cluster_size or MIN_CLUSTER_SIZE[algorithm])
     if algorithm == "agglomerative":
         shift = 0.0 if strictness is None else (strictness - 0.5) * SIMILARITY_SPAN
         return agglomerative(vectors, None if similarity is None else similarity + shift, mcs)
-    if algorithm != "hdbscan":
-        raise ClusterError(f"unknown clustering algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
     params = {"min_cluster_size": mcs, "min_samples": min(min_samples, mcs), "umap_dims": umap_dims,
               "n_neighbors": n_neighbors, "seed": seed, "strictness": strictness}
     if n < 2 * mcs:  # too few to form two groups: nothing to cluster

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cluster import Clustering, assign_to_clusters, cluster_embeddings
+from .cluster import ClusterOptions, Clustering, assign_to_clusters, cluster_embeddings
 from .corrections import record_renames
 from .errors import InputError, MissingPath, ModelError
 from .images import IMAGE_EXTENSIONS, INDEX_DIRNAME, BadImage, read_image
@@ -136,7 +136,7 @@ def cluster_rows(index: Index, model: LoadedModel, keys: list, vectors, options:
     so re-running on an unchanged or slightly grown folder costs almost nothing. Many new rows,
     a model with no threshold, or `recluster` cluster everything again."""
     options = with_model_threshold(options, model)
-    run = json.dumps({"model": model.model_id, **options}, sort_keys=True)
+    run = ClusterOptions(**options).key(model.model_id)
     saved = {} if recluster else index.clustering(run)
     history = index.get_meta(f"clustered {run}", {"full": 0, "added": 0})
     old = [i for i, key in enumerate(keys) if key in saved]
@@ -160,8 +160,9 @@ def cluster_rows(index: Index, model: LoadedModel, keys: list, vectors, options:
 
 
 def with_model_threshold(options: dict, model: LoadedModel) -> dict:
-    """Agglomerative clustering cuts at the model card's calibrated similarity unless told otherwise."""
-    if options.get("algorithm") == "agglomerative" and options.get("similarity") is None:
+    """Agglomerative clustering (and `auto`, which is agglomerative on most folders) cuts at the
+    model card's calibrated similarity unless told otherwise."""
+    if options.get("algorithm", "auto") in ("auto", "agglomerative") and options.get("similarity") is None:
         return {**options, "similarity": model.threshold}
     return options
 

@@ -110,3 +110,30 @@ def test_cli_passes_strictness_and_reclusters_only_when_asked(collection, monkey
     run_cli("cluster", root, *fast, "--strictness", "0.9", "--recluster")
     run_cli("sort", root, "--out", root.parent / "out", *fast, "--paper-selection")
     assert [k["strictness"] for k in calls] == [0.9, 0.9, None]
+
+
+def test_cli_algorithms_are_the_library_ones():
+    from click.testing import CliRunner
+
+    from illusort.cli import main
+    from illusort.cluster import ALGORITHMS
+
+    assert "[" + "|".join(ALGORITHMS) + "]" in " ".join(CliRunner().invoke(main, ["cluster", "--help"]).output.split())
+
+
+def test_auto_forms_small_characters_and_the_cache_key_ignores_defaults():
+    from illusort.cluster import ClusterOptions, cluster_embeddings
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(12, 24))
+    sizes = [3] * 8 + [40] * 4                       # eight characters of 3 pictures, four of 40
+    truth = np.repeat(np.arange(12), sizes)
+    v = centres[truth] + rng.normal(size=(len(truth), 24)) * 0.15
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    c = cluster_embeddings(v, algorithm="auto", min_cluster_size=None, similarity=0.6)
+    assert c.params["algorithm"] == "agglomerative" and c.n_clusters == 12
+    assert cluster_embeddings(v, algorithm="auto", min_cluster_size=None, similarity=None).params.get(
+        "algorithm", "hdbscan") == "hdbscan"             # no calibrated similarity: HDBSCAN
+    assert ClusterOptions().key("m") == ClusterOptions(strictness=0.5).key("m")
+    assert ClusterOptions().key("m") != ClusterOptions(strictness=0.7).key("m")
+    assert ClusterOptions().key("m") != ClusterOptions().key("other model")
