@@ -480,7 +480,7 @@ def move(out, files, to, not_character, index_path, source):
     """Move pictures of OUT to another character; remembered by later sorts. FILES are paths
     inside OUT, e.g. character-007/x.png (as the report and `illusort status` show them)."""
     from . import corrections
-    from .sort import NOT_A_CHARACTER
+    from .naming import NOT_A_CHARACTER
     from .status import find_sort
 
     if bool(to) == not_character:

@@ -5,13 +5,20 @@ commands start in a fraction of a second.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InputError
+from . import safepath
+from .errors import InputError, SortError
 from .index import Index, default_index_path
-from .sort import (NOT_A_CHARACTER, UNSORTED, Entry, SortError, check_folder_name, confirm_source, folder_of,
-                   output_folder, read_manifest, relocate, require_manifest, take_renames)
+from .manifest import (Entry, confirm_source, output_folder, output_lock, read_manifest, require_manifest,
+                       save_manifest)
+from .naming import NOT_A_CHARACTER, UNSORTED, check_folder_name, folder_of, tagged_name
+from .safepath import dest_path, is_regular
+from .sort import SourceUnavailable, is_ours, make_entry, remove_empty_folders, settle_pending
 
 RESERVED = (UNSORTED, NOT_A_CHARACTER)
 
@@ -130,3 +137,138 @@ def dest_in(out: Path, out_r: Path, file: Path, entries: dict) -> str:
     where = "is not a picture this sort placed in" if inside else "is not inside"
     raise SortError(f"{file} {where} {out}; give its path inside {out} as `illusort status` and the report "
                     f"show it, e.g. {example}")
+
+
+# ---- moving entries of OUT ----------------------------------------------------------------
+
+def find_renamed_folders(out: Path, entries: list[Entry]) -> dict[str, str]:
+    """Character folders the user renamed by hand: {old: new} where none of the old folder's
+    entries is where the manifest says, and one folder unknown to the manifest holds most of
+    them (by name; symbolic links must still point at the same source)."""
+    by_folder = defaultdict(list)
+    for e in entries:
+        by_folder[folder_of(e.dest)].append(e)
+    strangers = [d for d in Path(out).iterdir()
+                 if d.is_dir() and not d.is_symlink() and not d.name.startswith(".") and d.name not in by_folder]
+    renamed = {}
+    for folder, members in by_folder.items():
+        if not folder or any(os.path.lexists(out / e.dest) for e in members):
+            continue
+        for candidate in strangers:
+            found = [e for e in members if _same_entry(e, candidate / Path(e.dest).name)]
+            if len(found) * 2 > len(members) and candidate.name not in renamed.values():
+                renamed[folder] = candidate.name
+                break
+    return renamed
+
+
+def _same_entry(e: Entry, path: Path) -> bool:
+    if not os.path.lexists(path):
+        return False
+    return os.readlink(path) == e.src if path.is_symlink() else not os.path.islink(e.src)
+
+
+def relocate(root: Path, out: Path, targets: dict[str, str]) -> list[Entry]:
+    """Move entries of OUT to other character folders: {dest: new folder}. Links and copies
+    are made anew from the source and the old one removed (only if still ours); a moved file
+    is renamed inside OUT. Nothing is overwritten: a name already taken in the new folder
+    gets a short tag. Returns the entries moved, with their new dest.
+
+    Journaled like a sort: every new name is saved as 'pending' before any change, so a run
+    killed at any step is completed or rolled back by the next one (`settle_pending`)."""
+    out = output_folder(out)
+    source = str(Path(root).resolve())
+    with output_lock(out):
+        manifest = require_manifest(out)
+        mode = manifest["mode"]
+        entries = settle_pending(manifest["entries"], out, mode, source)
+        used = {e.dest for e in entries}
+        plan = []  # (entry, its new dest)
+        for e in entries:
+            folder = targets.get(e.dest)
+            if folder is None or folder_of(e.dest) == folder:
+                continue
+            name = Path(e.dest).name
+            dest = f"{folder}/{name}"
+            if dest in used or os.path.lexists(dest_path(out, dest)):
+                name = tagged_name(name, hashlib.sha1(e.src.encode("utf-8", "surrogateescape")).hexdigest()[:8])
+                dest = f"{folder}/{name}"
+            dest_path(out, dest)
+            used.discard(e.dest)
+            used.add(dest)
+            plan.append((e, dest))
+        try:
+            moved = _relocate_moves(out, root, entries, plan) if mode == "move" else \
+                _relocate_links(out, root, mode, entries, plan)
+        except OSError as error:
+            raise SortError(f"cannot move {error.filename or ''} in {out}: {error.strerror or error}; "
+                            "run the same command again to finish (or illusort sort --undo)") from None
+        save_manifest(out, root, mode, entries)
+    remove_empty_folders(out)
+    return moved
+
+
+def _relocate_moves(out: Path, root: Path, entries: list[Entry], plan) -> list[Entry]:
+    """Move mode: each file is the user's only copy. Journal every rename (pending, with its
+    old name), then link under the new name (no-clobber), unlink the old, mark it done."""
+    for e, dest in plan:
+        e.moved_from, e.dest, e.state = e.dest, dest, "pending"
+    save_manifest(out, root, "move", entries)
+    moved = []
+    for e, _ in plan:
+        old, new = dest_path(out, e.moved_from), dest_path(out, e.dest)
+        if is_regular(old):
+            safepath.make_folder(new.parent)
+            os.link(old, new, follow_symlinks=False)
+            os.unlink(old)
+            moved.append(e)
+        else:
+            e.dest = e.moved_from  # gone or replaced since the sort: left where it is
+        e.moved_from, e.state = None, "done"
+    return moved
+
+
+def _relocate_links(out: Path, root: Path, mode: str, entries: list[Entry], plan) -> list[Entry]:
+    """Link/copy modes: journal every new link/copy as pending once (a killed run settles
+    them), make it from the source, then remove the old one if still ours."""
+    source = str(Path(root).resolve())
+    save_manifest(out, root, mode, entries + [Entry(e.src, dest, "pending", e.faces) for e, dest in plan])
+    moved = []
+    for e, dest in plan:
+        try:
+            make_entry(Entry(e.src, dest, "pending", e.faces), out, mode, source)
+        except SourceUnavailable:  # deleted since the sort: nothing to link any more
+            continue
+        if is_ours(e, out, mode, source):
+            dest_path(out, e.dest).unlink()
+        e.dest = dest
+        moved.append(e)
+    return moved
+
+
+def adopt_renamed_folders(out: Path, entries: list[Entry]) -> list[Entry]:
+    """Point the manifest's entries at folders the user renamed (see `find_renamed_folders`);
+    returns the entries whose folder changed."""
+    renamed = find_renamed_folders(out, entries)
+    changed = []
+    for e in entries:
+        folder = folder_of(e.dest)
+        if folder in renamed:
+            e.dest = f"{renamed[folder]}/{Path(e.dest).name}"
+            changed.append(e)
+    return changed
+
+
+def take_renames(root: Path, out: Path) -> list[Entry]:
+    """Bring OUT's manifest up to date with folders renamed by hand; returns their entries."""
+    out = output_folder(out)
+    if read_manifest(out) is None:
+        return []
+    with output_lock(out):
+        manifest = read_manifest(out)
+        pending = any(e.state != "done" for e in manifest["entries"])
+        entries = settle_pending(manifest["entries"], out, manifest["mode"], str(Path(root).resolve()))
+        changed = adopt_renamed_folders(out, entries)
+        if changed or pending:  # a killed run's journal, settled: saved before anything else reads it
+            save_manifest(out, root, manifest["mode"], entries)
+    return changed

@@ -22,3 +22,7 @@ class MissingPath(InputError, FileNotFoundError):
 
 class ModelError(IllusortError, ValueError):
     """A model name or file that cannot be used; the message says why and what to do."""
+
+
+class SortError(IllusortError, ValueError):
+    """A sort that cannot be done as asked; the message says why and what to do."""

@@ -22,10 +22,13 @@ from urllib.parse import quote
 
 from . import safepath
 from .images import BadImage, read_image
-from .sort import (NOT_A_CHARACTER, REVIEW_FILES, UNSORTED, confirm_source, folder_of, output_folder, output_lock,
-                   require_manifest)
+from .manifest import confirm_source, output_folder, output_lock, require_manifest
+from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
 
-REPORT, THUMBS, SEEN = REVIEW_FILES  # SEEN: the source files the previous report showed
+# The review page's files in OUT (`sort --undo` removes them too).
+REPORT, THUMBS, SEEN = "report.html", ".illusort-thumbs", ".illusort-report.json"  # SEEN: pictures shown last time
+REVIEW_FILES = (REPORT, THUMBS, SEEN)
+TEMPORARIES = (".report.html.tmp", ".illusort-report.json.tmp")
 THUMB_SIDE = 160
 
 STYLE = """

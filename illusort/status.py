@@ -16,7 +16,8 @@ import numpy as np
 from .errors import InputError, MissingPath
 from .images import INDEX_DIRNAME
 from .index import default_index_path
-from .sort import MANIFEST, NOT_A_CHARACTER, UNSORTED, Entry, folder_of, read_manifest
+from .manifest import MANIFEST, Entry, read_manifest
+from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
 
 NUMBERED = re.compile(r"character-\d+")
 LAST_SORT = "last sort"  # index meta written by `workflow.sort_folder`
@@ -235,7 +236,7 @@ def rerun_changes(root: Path, out: Path | None, manifest: dict | None, db, model
     """What `illusort sort` would do now: pictures new, changed or deleted since they were
     indexed (found by size and mtime, nothing read), and folders renamed by hand."""
     from .images import find_images
-    from .sort import find_renamed_folders
+    from .corrections import find_renamed_folders
 
     known = {}
     if db is not None and model:

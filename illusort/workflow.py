@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sqlite3
 import tempfile
@@ -17,14 +16,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cluster import ClusterOptions, Clustering, assign_to_clusters, cluster_embeddings
-from .corrections import record_renames
+from .corrections import record_renames, take_renames
 from .errors import InputError, MissingPath, ModelError
 from .images import IMAGE_EXTENSIONS, INDEX_DIRNAME, BadImage, read_image
 from .index import Index, Row, default_index_path, remember_output
 from .registry import check_device, check_model
 from .query import match_known, rank
-from .sort import (Entry, SortResult, apply_sort, assign_folders, check_output, plan_entries,
-                   previous_folders, read_manifest, take_renames)
+from .manifest import Entry, read_manifest
+from .naming import assign_folders, plan_entries, previous_folders
+from .sort import SortResult, apply_sort, check_output
 
 if TYPE_CHECKING:  # torch: imported by the functions that embed, so other commands start at once
     from .embed import EmbedSummary

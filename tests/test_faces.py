@@ -5,7 +5,7 @@ import pytest
 
 from illusort import faces
 from illusort.index import Index, default_index_path
-from illusort.sort import read_manifest
+from illusort.manifest import read_manifest
 
 from conftest import draw_scene, index_key, run_cli
 

@@ -13,7 +13,7 @@ import pytest
 
 from illusort import images, nets
 from illusort.index import default_index_path
-from illusort.sort import LOCK, MANIFEST, read_manifest, write_manifest
+from illusort.manifest import LOCK, MANIFEST, read_manifest, write_manifest
 from illusort.weights import save_checkpoint
 
 from conftest import draw_character, run_cli
@@ -133,7 +133,7 @@ def test_a_source_read_through_a_link_out_of_in_is_refused(world):
 
 
 def _entry(data):
-    from illusort.sort import Entry
+    from illusort.manifest import Entry
 
     return Entry(data["src"], data["dest"], data.get("state", "done"), tuple(data.get("faces", (0,))),
                  data.get("from"))

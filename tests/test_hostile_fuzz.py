@@ -13,7 +13,11 @@ from illusort import corrections
 from illusort.index import IndexBusy, IndexUnusable, default_index_path, remember_output
 from illusort.report import write_report
 from illusort.safepath import Unsafe
-from illusort.sort import MANIFEST, MODES, SortError, apply_sort, plan_entries, take_renames, undo_sort
+from illusort.corrections import take_renames
+from illusort.errors import SortError
+from illusort.manifest import MANIFEST, MODES
+from illusort.naming import plan_entries
+from illusort.sort import apply_sort, undo_sort
 
 from hostile import changed, contents, fingerprint, make_victim
 

@@ -14,7 +14,10 @@ import pytest
 
 from illusort import corrections, sort as sort_module
 from illusort.index import Index, default_index_path, remember_output
-from illusort.sort import LOCK, MANIFEST, OWN_FILES, SortError, apply_sort, plan_entries, read_manifest, undo_sort
+from illusort.errors import SortError
+from illusort.manifest import LOCK, MANIFEST, read_manifest
+from illusort.naming import plan_entries
+from illusort.sort import OWN_FILES, apply_sort, undo_sort
 
 from hostile import contents
 
@@ -41,7 +44,8 @@ def killed_at(step: int, monkeypatch):
     with monkeypatch.context() as m:
         for name in ("link", "unlink", "mkdir", "replace"):
             m.setattr(os, name, wrap(getattr(os, name)))
-        m.setattr(sort_module, "save_manifest", wrap(sort_module.save_manifest))
+        for module in (sort_module, corrections):  # the journal writes of sorts and of corrections
+            m.setattr(module, "save_manifest", wrap(module.save_manifest))
         m.setattr(Index, "decide", wrap(Index.decide))
         yield calls
 

@@ -8,7 +8,7 @@ import torch
 
 from illusort import nets
 from illusort.images import INDEX_DIRNAME
-from illusort.sort import read_manifest
+from illusort.manifest import read_manifest
 from illusort.weights import FORMAT, save_checkpoint
 
 from conftest import draw_character, run_cli

@@ -20,7 +20,7 @@ from PIL import Image
 
 from illusort import images
 from illusort.index import Index, default_index_path
-from illusort.sort import MANIFEST, read_manifest
+from illusort.manifest import MANIFEST, read_manifest
 
 from conftest import draw_character, index_key, make_collection, run_cli
 

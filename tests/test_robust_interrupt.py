@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from illusort.index import Index, default_index_path
-from illusort.sort import LOCK, MANIFEST, read_manifest, write_manifest
+from illusort.manifest import LOCK, MANIFEST, read_manifest, write_manifest
 from illusort.weights import load_model, with_faces
 
 from conftest import index_key, make_collection

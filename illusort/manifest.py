@@ -1,0 +1,143 @@
+"""OUT's manifest (`OUT/.illusort-sort.json`): every entry a sort made, its format, its
+validation and its lock. Entries are untrusted (a shared OUT can be edited by anyone): each
+is checked against real paths (`safepath`) when read and again where it is used, and the IN
+it names is trusted only when confirmed (`confirm_source`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import safepath
+from .errors import SortError
+from .index import default_index_path, exclusive_lock, records_output
+from .safepath import Unsafe
+
+MANIFEST = ".illusort-sort.json"
+
+
+LOCK = ".illusort-sort.lock"
+
+
+MODES = ("symlink", "copy", "hardlink", "move")
+
+
+@dataclass
+class Entry:
+    src: str          # absolute path of the user's file
+    dest: str         # path inside OUT, '/'-separated, e.g. 'character-003/a.png'
+    state: str = "done"  # 'pending' while a move is in flight
+    faces: tuple = (0,)  # which faces of the image put it in this folder (index rows)
+    moved_from: str | None = None  # a pending move inside OUT (`relocate`): its dest before
+
+    def to_json(self):
+        data = {"src": self.src, "dest": self.dest, "state": self.state, "faces": list(self.faces)}
+        return data if self.moved_from is None else {**data, "from": self.moved_from}
+
+
+def read_manifest(out: Path) -> dict | None:
+    """OUT's manifest, its entries checked as text (`checked_entry`); each is checked again on
+    real paths where it is used. None when OUT holds none."""
+    path = Path(out) / MANIFEST
+    raw = safepath.read_own(path)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8", "surrogateescape"))
+        if data["mode"] not in MODES or not isinstance(data["source"], str):
+            raise ValueError(f"mode {data['mode']!r}")
+        data["entries"] = [checked_entry(e, data["source"]) for e in data["entries"]]
+        return data
+    except Unsafe:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise SortError(f"{path} is damaged ({error}); move it away to start a fresh sort in {out}") from None
+
+
+def require_manifest(out: Path, hint: str = "run illusort sort first") -> dict:
+    """OUT's manifest; a one-line `SortError` when OUT holds no sort."""
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise SortError(f"{out} holds no illusort sort (no {MANIFEST}); {hint}")
+    return manifest
+
+
+def write_manifest(out: Path, source: Path, mode: str, entries: list[Entry]) -> None:
+    data = {"version": 1, "source": str(Path(source).resolve()), "mode": mode, "updated": time.strftime("%FT%T%z"),
+            "entries": [e.to_json() for e in entries]}
+    text = json.dumps(data, indent=1, ensure_ascii=False)
+    safepath.write_own(Path(out) / MANIFEST, text.encode("utf-8", "surrogateescape"))  # the old one stays on failure
+
+
+def save_manifest(out: Path, source: Path, mode: str, entries: list[Entry]) -> None:
+    """`write_manifest` during a sort: a failure (disk full) is a one-line `SortError`. The
+    manifest on disk is then the previous one, whose 'pending' entries the next run settles."""
+    try:
+        write_manifest(out, source, mode, entries)
+    except OSError as error:
+        raise SortError(f"cannot write {Path(out) / MANIFEST}: {error.strerror or error}; "
+                        "fix that and run the same command again") from None
+
+
+def checked_entry(e: dict, source: str) -> Entry:
+    """A manifest entry whose text stays inside OUT and the sorted folder (real paths are
+    checked where it is used: `safepath.dest_path`, `safepath.source_path`)."""
+    moved_from = e.get("from")
+    if moved_from is not None:
+        safepath.check_manifest_dest(moved_from)
+    state = e.get("state", "done")
+    if state not in ("done", "pending", "planned"):
+        raise ValueError(f"state {state!r}")
+    dest = safepath.check_manifest_dest(e["dest"])
+    return Entry(safepath.check_manifest_source(e["src"], source), dest, state,
+                 tuple(int(f) for f in e.get("faces", (0,))), moved_from)
+
+
+def confirm_source(out: Path, manifest: dict, given: Path | None = None, index_path: Path | None = None) -> Path:
+    """The sorted folder (IN) of OUT's sort, for commands that get no IN (undo, name, merge,
+    move, report): undo and corrections write there, so the manifest's `source` (which anyone
+    who can write OUT can edit) is trusted only when it is the real path of the IN given on
+    the command line, or when that IN's own index records a sort into OUT (`sort` writes the
+    record, see `index.remember_output`: an edited manifest cannot make another folder hold it)."""
+    source = manifest["source"]
+    if given is not None:
+        if os.path.realpath(given) != source:
+            raise SortError(f"{out} holds a sort of {source}, not of {given}")
+        return Path(source)
+    if not os.path.isabs(source) or os.path.realpath(source) != source or not os.path.isdir(source):
+        raise Unsafe(f"the manifest of {out} names {source!r} as the sorted folder, which is not a real folder path; "
+                     "refusing to use it")
+    if not records_output(index_path or default_index_path(Path(source)), Path(out)):
+        raise Unsafe(f"the manifest of {out} names {source} as the sorted folder, but {source} holds no record of a "
+                     f"sort into {out}; refusing to use it (if that is right, give the folder: "
+                     f"illusort sort --undo --out {out} {source}, or --in {source})")
+    return Path(source)
+
+
+def output_folder(out: Path) -> Path:
+    """The real path of OUT as given; refused when OUT itself is a symbolic link (a planted
+    `DIR-sorted -> /elsewhere` would send the whole sort there) or not a folder."""
+    if os.path.islink(out):
+        raise Unsafe(f"output folder {out} is a symbolic link; give a real folder (its target: "
+                     f"{os.path.realpath(out)})")
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise SortError(f"output {out} exists and is not a folder")
+    return out
+
+
+@contextmanager
+def output_lock(out: Path):
+    """One sort at a time per output folder: a second one refuses instead of interleaving."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        safepath.real_folder(out)
+        with exclusive_lock(out / LOCK, SortError(f"another illusort run is writing {out}; wait for it to finish")):
+            yield
+    except PermissionError as error:
+        raise SortError(f"cannot write in {error.filename or out}: {error.strerror}; "
+                        "choose an output folder you may write to") from None
