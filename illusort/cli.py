@@ -177,16 +177,16 @@ def clustering_line(clustering) -> str:
             + (f" (sizes {shown})" if sizes else "") + f", {noise} unclustered ({clustering.noise_share:.1%})")
 
 
-def ignored_options(kwargs_given: dict, n: int) -> list[str]:
-    """Notes for options the user gave that have no effect on a folder of n items."""
+def ignored_options(kwargs_given: dict, clustering) -> list[str]:
+    """Notes for options the user gave that had no effect on this clustering."""
     from .cluster import UMAP_MIN_ITEMS, effective_min_cluster_size
 
-    notes = []
-    if kwargs_given.get("strictness") and not kwargs_given.get("paper") and kwargs_given.get("algorithm") == "hdbscan" \
-            and n < UMAP_MIN_ITEMS:
+    notes, n = [], len(clustering.labels)
+    hdbscan = clustering.params.get("algorithm") == "hdbscan"
+    if kwargs_given.get("strictness") and not kwargs_given.get("paper") and hdbscan and n < UMAP_MIN_ITEMS:
         notes.append(f"--strictness has no effect below {UMAP_MIN_ITEMS} pictures (this sort has {n})")
     requested = kwargs_given.get("min_cluster_size")
-    if requested and kwargs_given.get("algorithm") == "hdbscan":
+    if requested and "reused" not in clustering.params:
         used = effective_min_cluster_size(n, requested)
         if used < requested:
             notes.append(f"--min-cluster-size {requested} was lowered to {used} for {n} pictures "
@@ -280,7 +280,7 @@ def cluster(folder, output, recluster, **kwargs):
         rows, clustering = workflow.cluster(index, model, recluster, **options)
     output = output or index.path.parent / "clusters.csv"
     workflow.write_assignment(output, rows, clustering)
-    for note in ignored_options(notes, len(rows)):
+    for note in ignored_options(notes, clustering):
         click.echo(f"note: {note}", err=True)
     click.echo(clustering_line(clustering))
     click.echo(f"assignment written to {output}", err=True)
@@ -325,7 +325,7 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
     run = workflow.sort_folder(folder, out, settings_from(kwargs), mode, dry_run, known, threshold, recluster,
                                **options)
     report_embedding(run.summary, as_json)
-    notes = ignored_options(notes, len(run.clustering.labels))
+    notes = ignored_options(notes, run.clustering)
     planned_folders = Counter(entry_folder(e.dest) for e in run.planned)
     folders = run.result.folders if run.result else planned_folders
     pictures = len({e.src for e in run.planned})

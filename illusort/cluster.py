@@ -137,8 +137,8 @@ def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_c
     if algorithm == "agglomerative":
         shift = 0.0 if strictness is None else (strictness - 0.5) * SIMILARITY_SPAN
         return agglomerative(vectors, None if similarity is None else similarity + shift, mcs)
-    params = {"min_cluster_size": mcs, "min_samples": min(min_samples, mcs), "umap_dims": umap_dims,
-              "n_neighbors": n_neighbors, "seed": seed, "strictness": strictness}
+    params = {"algorithm": "hdbscan", "min_cluster_size": mcs, "min_samples": min(min_samples, mcs),
+              "umap_dims": umap_dims, "n_neighbors": n_neighbors, "seed": seed, "strictness": strictness}
     if n < 2 * mcs:  # too few to form two groups: nothing to cluster
         return Clustering(np.full(n, -1), np.zeros(n), params)
     reduced = reduce_dimensions(vectors, umap_dims, n_neighbors, seed, pca_dims, umap_epochs)
