@@ -11,6 +11,8 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw
 
+from . import fastpaths
+
 FACE_MODES = ("auto", "always", "off")
 # The detector's box runs from the eyebrows to the chin; the crop is ENLARGE times as wide
 # and high, its centre moved up by RAISE box heights, so hair (colour, style: most of what
@@ -31,17 +33,67 @@ class FaceDetectorError(RuntimeError):
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the image given
 
 
-def face_boxes(image: Image.Image, mode: str = "auto") -> list[Box | None]:
+# animeface scans windows from this side up (its C code: min_window_size 42.592 px), so a
+# face it finds is at least this large in the picture it was given.
+MIN_FACE = 42.592
+# `auto` first looks at a copy this small (a tenth of the cost at DETECT_SIDE): a face that
+# fills an icon or a bust (crop >= AUTO_MAX_SHARE of the image, so >= ~0.3 of its side) is
+# still above MIN_FACE there, and such an image is kept whole whatever else it holds.
+GLANCE_SIDE = 160
+
+
+def face_boxes(image: Image.Image, mode: str = "auto", full_size: tuple[int, int] | None = None) -> list[Box | None]:
     """Crops to embed for one image, largest face first; [None] = the whole image (`off`, no
-    face found, or `auto` with a face that already fills most of the image)."""
+    face found, or `auto` with a face that already fills most of the image).
+
+    `full_size`: the picture's own size when `image` is a reduced decoding of it (draft):
+    boxes are given in its pixels. `auto` skips what cannot change its answer: pictures too
+    small for any face the detector can find to be small in them (`too_small_for_crops`),
+    and pictures whose low-resolution look (GLANCE_SIDE) already shows a face filling them."""
     if mode == "off":
         return [None]
+    fast = fastpaths.enabled("faces")
+    w, h = full_size or image.size
+    if mode == "auto" and fast:
+        side = min(max(image.size), DETECT_SIDE)
+        detect_size = (round(image.width * side / max(image.size)), round(image.height * side / max(image.size)))
+        if too_small_for_crops(*detect_size):
+            return [None]
+        if max(image.size) > GLANCE_SIDE * 1.5:
+            glance = detect(image, GLANCE_SIDE, (w, h))
+            if glance and fills_image(glance[0], w, h):
+                return [None]
+    boxes = detect(image, DETECT_SIDE, (w, h))
+    if not boxes:
+        return [None]
+    if mode == "auto" and fills_image(boxes[0], w, h):
+        return [None]
+    return boxes
+
+
+def fills_image(box: Box, w: int, h: int) -> bool:
+    """`auto` keeps the image whole when its largest face crop covers this much of it."""
+    return (box[2] - box[0]) * (box[3] - box[1]) >= AUTO_MAX_SHARE * w * h
+
+
+def too_small_for_crops(w: int, h: int) -> bool:
+    """True when every face the detector can find in a w x h picture (at least MIN_FACE wide
+    and high) has a crop covering AUTO_MAX_SHARE of it, wherever it sits: `auto` keeps such
+    a picture whole, face or not. The crop reaches from half a face width left of the face to
+    half right of it and from 0.75 face heights above to 0.25 below, so at an edge it still
+    spans 1.5 face widths and 1.25 face heights (or the whole picture)."""
+    return min(w, 1.5 * MIN_FACE) * min(h, 1.25 * MIN_FACE) >= AUTO_MAX_SHARE * w * h
+
+
+def detect(image: Image.Image, side: int, full_size: tuple[int, int]) -> list[Box]:
+    """Face crop boxes (in pixels of `full_size`), largest first, found on a copy of `image`
+    at most `side` pixels large."""
     import animeface
 
-    w, h = image.size
+    w, h = full_size
     small = image.convert("RGB")
-    if max(w, h) > DETECT_SIDE:
-        small.thumbnail((DETECT_SIDE, DETECT_SIDE), Image.BILINEAR)
+    if max(small.size) > side:
+        small.thumbnail((side, side), Image.BILINEAR)
     scale = w / small.width
     boxes = []
     for face in animeface.detect(small):
@@ -55,10 +107,6 @@ def face_boxes(image: Image.Image, mode: str = "auto") -> list[Box | None]:
         if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
             boxes.append(box)
     boxes.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
-    if not boxes:
-        return [None]
-    if mode == "auto" and (boxes[0][2] - boxes[0][0]) * (boxes[0][3] - boxes[0][1]) >= AUTO_MAX_SHARE * w * h:
-        return [None]
     return boxes
 
 
