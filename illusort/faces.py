@@ -54,21 +54,29 @@ def face_boxes(image: Image.Image, mode: str = "auto", full_size: tuple[int, int
         return [None]
     fast = fastpaths.enabled("faces")
     w, h = full_size or image.size
+    small = shrunk(image, DETECT_SIDE)  # what the detector sees (as before)
     if mode == "auto" and fast:
-        side = min(max(image.size), DETECT_SIDE)
-        detect_size = (round(image.width * side / max(image.size)), round(image.height * side / max(image.size)))
-        if too_small_for_crops(*detect_size):
+        if too_small_for_crops(*small.size):
             return [None]
-        if max(image.size) > GLANCE_SIDE * 1.5:
-            glance = detect(image, GLANCE_SIDE, (w, h))
+        if max(small.size) > GLANCE_SIDE * 1.5:
+            glance = detect(shrunk(small, GLANCE_SIDE), (w, h))
             if glance and fills_image(glance[0], w, h):
                 return [None]
-    boxes = detect(image, DETECT_SIDE, (w, h))
+    boxes = detect(small, (w, h))
     if not boxes:
         return [None]
     if mode == "auto" and fills_image(boxes[0], w, h):
         return [None]
     return boxes
+
+
+def shrunk(image: Image.Image, side: int) -> Image.Image:
+    """An RGB copy of `image` at most `side` pixels large."""
+    if max(image.size) <= side:
+        return image if image.mode == "RGB" else image.convert("RGB")
+    small = image.copy() if image.mode == "RGB" else image.convert("RGB")
+    small.thumbnail((side, side), Image.BILINEAR)
+    return small
 
 
 def fills_image(box: Box, w: int, h: int) -> bool:
@@ -85,15 +93,12 @@ def too_small_for_crops(w: int, h: int) -> bool:
     return min(w, 1.5 * MIN_FACE) * min(h, 1.25 * MIN_FACE) >= AUTO_MAX_SHARE * w * h
 
 
-def detect(image: Image.Image, side: int, full_size: tuple[int, int]) -> list[Box]:
-    """Face crop boxes (in pixels of `full_size`), largest first, found on a copy of `image`
-    at most `side` pixels large."""
+def detect(small: Image.Image, full_size: tuple[int, int]) -> list[Box]:
+    """Face crop boxes found in `small` (a reduced copy of the picture), in pixels of the
+    picture (`full_size`), largest first."""
     import animeface
 
     w, h = full_size
-    small = image.convert("RGB")
-    if max(small.size) > side:
-        small.thumbnail((side, side), Image.BILINEAR)
     scale = w / small.width
     boxes = []
     for face in animeface.detect(small):

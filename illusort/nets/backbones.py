@@ -78,7 +78,8 @@ def build_trunk(arch: str, init: str = "none", layer: str | None = None):
     """Returns (trunk, feature_dim, mean, std, default_input_size)."""
     if init not in ("imagenet", "none"):
         raise ValueError(f"unknown init {init!r}; use imagenet or none")
-    import torchvision.models as tvm
+    if arch in ("resnet18", "vgg16"):  # torchvision only here: importing it costs ~1.5 s of start-up
+        import torchvision.models as tvm
 
     if arch == "resnet18":
         net = tvm.resnet18()
