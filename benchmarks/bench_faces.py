@@ -14,6 +14,7 @@ The scene images are made in a temporary folder and deleted (derived from copyri
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import sys
@@ -26,6 +27,7 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 MODES = ("off", "always", "auto")
+BASELINE, BEFORE = "draft,faces,workers", "auto before #14"
 SHARES = (0.5, 0.6, 0.7, 0.8)
 PAPER = {"min_cluster_size": 10, "min_samples": 1, "umap_dims": 32, "strictness": None, "pca_dims": 0}
 
@@ -46,13 +48,14 @@ def make_scene(src: Path, dest: Path, seed: int) -> None:
     canvas.save(dest.with_suffix(".png"))
 
 
-def embedded(folder: Path, character_of: dict, model: str, faces: str):
+def embedded(folder: Path, character_of: dict, model: str, faces: str, index_name: str | None = None):
     """{path: (vector of the largest face or whole image, crop share or None)}, seconds."""
     from illusort.images import read_image
     from illusort.workflow import Settings, embed
 
     start = time.perf_counter()
-    loaded, index, _ = embed(folder, Settings(model=model, faces=faces, progress=False))
+    index = folder.parent / f"{folder.name}-{index_name}.db" if index_name else None
+    loaded, index, _ = embed(folder, Settings(model=model, faces=faces, progress=False, index=index))
     seconds = time.perf_counter() - start
     with index:
         rows, vectors = index.embeddings(loaded.model_id)
@@ -88,14 +91,21 @@ def scores(chosen: dict, character_of: dict) -> dict:
     return out
 
 
-def score_kind(folder: Path, character_of: dict, model: str) -> dict:
-    runs = {mode: embedded(folder, character_of, model, mode) for mode in MODES}
-    results = {mode: scores(runs[mode][0], character_of) for mode in MODES}
-    off, always = runs["off"][0], runs["always"][0]
-    for limit in SHARES:
-        mixed = {p: always[p] if always[p][1] is not None and always[p][1] < limit else off[p] for p in off}
-        results[f"auto<{limit}"] = scores(mixed, character_of)
-    results["seconds"] = {mode: runs[mode][1] for mode in MODES}
+def score_kind(folder: Path, character_of: dict, model: str, modes=MODES, baseline: bool = False) -> dict:
+    runs = {mode: embedded(folder, character_of, model, mode) for mode in modes}
+    if baseline:  # `auto` by the code path before issue 14 (full decoding, one detection at DETECT_SIDE)
+        os.environ["ILLUSORT_SLOW"] = BASELINE
+        try:
+            runs[BEFORE] = embedded(folder, character_of, model, "auto", index_name="before")
+        finally:
+            os.environ.pop("ILLUSORT_SLOW")
+    results = {mode: scores(runs[mode][0], character_of) for mode in runs}
+    if "off" in runs and "always" in runs:
+        off, always = runs["off"][0], runs["always"][0]
+        for limit in SHARES:
+            mixed = {p: always[p] if always[p][1] is not None and always[p][1] < limit else off[p] for p in off}
+            results[f"auto<{limit}"] = scores(mixed, character_of)
+    results["seconds"] = {mode: runs[mode][1] for mode in runs}
     return results
 
 
@@ -105,7 +115,12 @@ def main() -> None:
     parser.add_argument("--split-from", type=Path, default=Path(__file__).resolve().parent.parent / "models" /
                         "anime-lite0.pt")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--modes", default=",".join(MODES), help="face modes to embed with (comma-separated)")
+    parser.add_argument("--baseline", action="store_true",
+                        help=f"also `auto` by the code path before issue 14 (ILLUSORT_SLOW={BASELINE}), same run")
+    parser.add_argument("--max-images", type=int, default=None, help="a seeded sample of the test images")
     args = parser.parse_args()
+    modes = tuple(m for m in args.modes.split(",") if m)
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found: this benchmark needs ../shared/data (absent here, so nothing measured)")
     warnings.simplefilter("ignore")
@@ -114,6 +129,8 @@ def main() -> None:
 
     card, _ = read_checkpoint(args.split_from)
     items = select_characters(labelled_images(args.data, 2), card, "test")
+    if args.max_images and len(items) > args.max_images:
+        items = sorted(random.Random(0).sample(items, args.max_images))
     work = Path(tempfile.mkdtemp(prefix="illusort-faces-"))
     try:
         whole, scenes = work / "whole", work / "scenes"
@@ -124,13 +141,15 @@ def main() -> None:
             make_scene(args.data / path, scenes / path, n)
             character_of["whole"][path] = character
             character_of["scenes"][Path(path).with_suffix(".png").as_posix()] = character
-        results = {kind: score_kind(work / kind, character_of[kind], args.model) for kind in ("whole", "scenes")}
+        results = {kind: score_kind(work / kind, character_of[kind], args.model, modes, args.baseline)
+                   for kind in ("whole", "scenes")}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     from illusort.faces import AUTO_MAX_SHARE
 
-    sources = [s for s in results["whole"]["off"] if s != "all"]
-    columns = [*MODES, *(f"auto<{limit}" for limit in SHARES)]
+    first = next(iter(results["whole"]["seconds"]))
+    sources = [s for s in results["whole"][first] if s != "all"]
+    columns = [c for c in (*MODES, BEFORE, *(f"auto<{limit}" for limit in SHARES)) if c in results["whole"]]
     print(f"Test characters of {args.data} (split of {args.split_from.name}): {len(items)} images; "
           f"{time.strftime('%Y-%m-%d')}. EER / AMI (UMAP-32 + HDBSCAN mcs 10) / share of images cropped. "
           f"`auto` crops below a face share of {AUTO_MAX_SHARE}.\n")
@@ -141,8 +160,9 @@ def main() -> None:
             cells = [results[kind][m][source] for m in columns]
             print(f"| {kind} | {source} | " + " | ".join(
                 f"{100 * c['eer']:.1f}% / {c['ami']:.3f} / {100 * c['cropped']:.0f}%" for c in cells) + " |")
-        print(f"| {kind} | embed seconds | " + " | ".join(f"{results[kind]['seconds'][m]:.0f}" for m in MODES)
-              + " |" + " |" * len(SHARES))
+        timed = [c for c in columns if c in results[kind]["seconds"]]
+        print(f"| {kind} | embed seconds | " + " | ".join(f"{results[kind]['seconds'][m]:.0f}" for m in timed)
+              + " |" + " |" * (len(columns) - len(timed)))
 
 
 if __name__ == "__main__":

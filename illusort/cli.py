@@ -86,8 +86,9 @@ def model_options(func):
         click.option("--index", "index_path", type=click.Path(path_type=Path), default=None,
                      help="Index file (default: DIR/.illusort/index.db)."),
         click.option("--device", type=click.Choice(registry.DEVICES), default="auto", show_default=True),
-        click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
-                     help="bfloat16: faster on CPUs and GPUs with bf16 units (measured: benchmarks/PERFORMANCE.md)."),
+        click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
+                     help="auto: bfloat16 where the CPU or GPU has bf16 units (faster, same accuracy: "
+                          "benchmarks/PERFORMANCE.md), float32 elsewhere. Index rows of each precision are kept apart."),
         click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
         click.option("--workers", type=click.IntRange(0), default=None,
                      help="Decoding processes (default: none on 2 cores or fewer, else up to 4; 0 = decode in line)."),

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import fastpaths
 from .errors import IllusortError
 
 
@@ -207,15 +209,106 @@ def reduce_dimensions(vectors: np.ndarray, dims: int, n_neighbors: int = 15, see
     n, d = vectors.shape
     if dims <= 0 or d <= dims or n < UMAP_MIN_ITEMS:
         return vectors
+    if n < UMAP_EXACT_ITEMS and fastpaths.enabled("knn"):
+        with one_thread():
+            return _reduce(vectors, dims, n_neighbors, seed, pca_dims, epochs, exact=True)
+    return _reduce(vectors, dims, n_neighbors, seed, pca_dims, epochs, exact=False)
+
+
+def _reduce(vectors, dims, n_neighbors, seed, pca_dims, epochs, exact: bool) -> np.ndarray:
+    n, d = vectors.shape
     if pca_dims and d > pca_dims:
         from sklearn.decomposition import PCA
 
         vectors = PCA(pca_dims, random_state=0).fit_transform(vectors).astype(np.float32)
-    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "illusort-numba"))
+    use_numba_cache()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns about n_jobs with a seed, and about tiny inputs
         import umap
 
-        reducer = umap.UMAP(n_components=dims, n_neighbors=min(n_neighbors, n - 1), min_dist=0.0,
-                            metric="cosine", random_state=seed, n_epochs=epochs)
+        cache_umap_functions()
+        n_neighbors = min(n_neighbors, n - 1)
+        knn = exact_neighbours(vectors, n_neighbors) if exact else None
+        reducer = umap.UMAP(n_components=dims, n_neighbors=n_neighbors, min_dist=0.0, metric="cosine",
+                            random_state=seed, n_epochs=epochs,
+                            precomputed_knn=(None, None, None) if knn is None else (*knn, None))
         return reducer.fit_transform(vectors)
+
+
+@contextmanager
+def one_thread():
+    """BLAS and numba on one thread: on a small folder each parallel step is too short to pay
+    for waking threads (measured on 2 busy cores: UMAP of 1,000 items 1.4 s on one numba
+    thread, 4.5-6 s on two; the PCA's QR likewise)."""
+    from threadpoolctl import threadpool_limits
+
+    use_numba_cache()
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        numba.set_num_threads(before)
+
+
+# UMAP finds neighbours exactly below this many items (it computes all distances, one pair
+# per Python call); `exact_neighbours` gives it the same neighbours from one matrix product.
+UMAP_EXACT_ITEMS = 4096
+
+
+def exact_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosine distances) of each row's k nearest rows, itself first, as UMAP's
+    small-data path finds them (all pairwise distances, nearest first)."""
+    x = np.asarray(vectors, np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    distances = np.maximum(1.0 - x @ x.T, 0.0)
+    np.fill_diagonal(distances, 0.0)
+    indices = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return indices.astype(np.int32), np.take_along_axis(distances, indices, axis=1).astype(np.float32)
+
+
+def numba_cache_dir() -> str:
+    """Where numba keeps compiled UMAP functions: the user cache folder, once per install."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "illusort", "numba")
+
+
+def use_numba_cache() -> None:
+    """Point numba's cache at `numba_cache_dir` unless the user chose one (NUMBA_CACHE_DIR),
+    before numba reads its configuration (or re-reading it when numba is already loaded)."""
+    import sys
+
+    if "NUMBA_CACHE_DIR" in os.environ or not fastpaths.enabled("numba"):
+        return
+    os.environ["NUMBA_CACHE_DIR"] = numba_cache_dir()
+    if "numba" in sys.modules:
+        from numba.core import config
+
+        config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+
+
+def cache_umap_functions() -> None:
+    """Let UMAP's numba functions that are compiled on use (not cached by UMAP itself: about
+    10 s in every new process) be saved to and loaded from the numba cache."""
+    if not fastpaths.enabled("numba"):
+        return
+    import importlib
+
+    from numba.core.dispatcher import Dispatcher
+    from numba.core.caching import NullCache
+
+    for name in ("umap_", "utils", "layouts", "distances", "spectral", "sparse"):
+        try:
+            module = importlib.import_module(f"umap.{name}")
+        except ImportError:
+            continue
+        for function in list(vars(module).values()):
+            if isinstance(function, Dispatcher) and isinstance(function._cache, NullCache) and not function.overloads:
+                try:
+                    function.enable_caching()
+                except Exception:  # a function numba cannot cache is compiled as before
+                    pass

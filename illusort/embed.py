@@ -13,8 +13,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .faces import DECODE_SIDE, crop, face_boxes
-from .images import BadImage, Unreadable, file_kind, find_images, read_image
+from .faces import DECODE_SIDE, DETECT_SIDE, crop, face_boxes
+from . import fastpaths
+from .images import (BadImage, Unreadable, decode, file_digest, file_kind, find_images, open_image,
+                     read_regular_file, reduced)
 from .index import Index, Row
 from .weights import LoadedModel
 
@@ -53,13 +55,35 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i):
         try:
-            image, digest = read_image(self.root / self.paths[i],
-                                       max_side=self.size * 2 if self.faces == "off" else DECODE_SIDE)
+            digest, face_crops = load_crops(self.root / self.paths[i], self.size, self.faces)
         except Unreadable as error:
             return i, None, None, (str(error), True)
         except BadImage as error:
             return i, None, None, (str(error), False)
-        return i, digest, crops(image, self.size, self.faces), None
+        return i, digest, face_crops, None
+
+
+def load_crops(path: Path, size: int, faces: str = "off") -> tuple[str, list[tuple[list | None, torch.Tensor]]]:
+    """Read one file: its content hash and what is embedded of it (`crops`), decoding no
+    more pixels than needed. Faces off: JPEG drafted / other formats reduced to twice the
+    network's input. Faces on: detection looks at a reduced decoding (DETECT_SIDE); only a
+    picture whose faces are cropped is decoded again at DECODE_SIDE, so small faces crop
+    sharp. Boxes are in pixels of the picture itself."""
+    data = read_regular_file(path)
+    digest = file_digest(data)
+    if faces == "off":
+        return digest, [(None, preprocess(open_image(data, max_side=size * 2), size))]
+    if not fastpaths.enabled("draft"):
+        return digest, crops(open_image(data, max_side=DECODE_SIDE), size, faces)
+    image, full = decode(data, max_side=max(DETECT_SIDE, 2 * size), reduce=False)
+    boxes = face_boxes(image, faces, full)
+    if boxes == [None]:
+        return digest, [(None, preprocess(reduced(image, 2 * size), size))]
+    if image.size != full:  # drafted: crop from a sharper decoding
+        image = decode(data, max_side=DECODE_SIDE, reduce=False)[0]
+    sx, sy = image.width / full[0], image.height / full[1]
+    return digest, [(list(box), preprocess(image.crop((round(box[0] * sx), round(box[1] * sy), round(box[2] * sx),
+                                                       round(box[3] * sy))), size)) for box in boxes]
 
 
 def crops(image: Image.Image, size: int, faces: str = "off") -> list[tuple[list | None, torch.Tensor]]:
@@ -172,6 +196,18 @@ def local_results(root: Path, todo: list[str], model: LoadedModel, index: Index,
     keep_freed_memory()
     if model.device == "cpu":
         model.net.to(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    if model.device == "cpu" and loader.num_workers and fastpaths.enabled("workers"):
+        # Decoding processes take cores of their own: a forward whose threads wait for cores
+        # held by them stalls at every parallel step (2 cores, 2 processes: forward 3x slower).
+        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - loader.num_workers)))
+    try:
+        yield from _embed_batches(loader, model, index)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _embed_batches(loader, model: LoadedModel, index: Index):
     for batch in loader:
         results, fresh = [], []
         indexed = index.known_digests(model.model_id, [digest for _, digest, _, _ in batch if digest])
@@ -219,9 +255,13 @@ def keep_freed_memory() -> None:
         pass
 
 
-def default_workers() -> int:
-    """Decoding processes beside the network. With two cores or fewer, none: the forward pass
-    already uses every core, and passing images between processes cost more than decoding
-    them in line (measured: benchmarks/PERFORMANCE.md)."""
+def default_workers(faces: str = "off") -> int:
+    """Decoding processes beside the network. With two cores or fewer and whole images, none:
+    the forward pass already uses every core, and passing images between processes cost more
+    than decoding them in line (measured: benchmarks/PERFORMANCE.md). Face detection is
+    single-threaded and costs far more than the forward, so with faces two processes keep
+    both cores busy instead of one (measured: bench_sort.py)."""
     cores = os.cpu_count() or 1
-    return 0 if cores <= 2 else min(4, cores - 1)
+    if cores <= 2:
+        return 2 if faces != "off" and cores == 2 and fastpaths.enabled("workers") else 0
+    return min(4, cores - 1)

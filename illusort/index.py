@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS decisions(  -- the user's corrections; they hold for 
     character TEXT NOT NULL,         -- folder name the user gave (or 'not-a-character')
     PRIMARY KEY (path, face)
 );
+CREATE TABLE IF NOT EXISTS changes(n INTEGER NOT NULL);  -- bumped by every change to items
+INSERT INTO changes(n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM changes);
+CREATE TRIGGER IF NOT EXISTS items_inserted AFTER INSERT ON items BEGIN UPDATE changes SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS items_updated AFTER UPDATE ON items BEGIN UPDATE changes SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS items_deleted AFTER DELETE ON items BEGIN UPDATE changes SET n = n + 1; END;
 CREATE TABLE IF NOT EXISTS clusterings(  -- the last clustering per model and settings (`run`)
     run         TEXT NOT NULL,
     path        BLOB NOT NULL,
@@ -241,6 +246,34 @@ class Index:
             return keys, np.zeros((0, 0), np.float32)
         return keys, np.stack([np.frombuffer(v, np.float32) for *_, v in rows])
 
+    def stamp(self) -> tuple[str, int]:
+        """(identity of this index file, count of changes to its rows): equal stamps mean the
+        same rows. The count is kept by triggers in the file, so any writer bumps it."""
+        identity = self.get_meta("identity")
+        if identity is None:
+            import uuid
+
+            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('identity', ?)",
+                            (json.dumps(uuid.uuid4().hex),))
+            self.db.commit()
+            identity = self.get_meta("identity")
+        return identity, self.db.execute("SELECT n FROM changes").fetchone()[0]
+
+    def search_vectors(self, model: str) -> tuple["SearchKeys", np.ndarray]:
+        """What `query` reads: (path, face) of every usable row of `model` and their vectors,
+        in the order and with the values of `embeddings`, from a memory-mapped cache beside
+        the index (`VectorCache`), rebuilt when the index has changed. Falls back to reading
+        the index when the cache cannot be used."""
+        from . import fastpaths
+
+        if fastpaths.enabled("vcache"):
+            try:
+                return VectorCache(self).load(model)
+            except (OSError, ValueError, sqlite3.Error):
+                pass  # a cache that cannot be written or read: the index has everything
+        rows, vectors = self.embeddings(model)
+        return SearchKeys.from_rows(rows), vectors
+
     def errors(self, model: str) -> list[tuple[str, str]]:
         rows = self.db.execute("SELECT path, error FROM items WHERE model=? AND error IS NOT NULL ORDER BY path",
                                (model,))
@@ -308,3 +341,85 @@ def damaged(error: sqlite3.OperationalError) -> bool:
     is full, read-only or locked, which moving the index aside would not fix)."""
     text = str(error).lower()
     return any(s in text for s in ("no such column", "no such table", "has no column", "malformed", "not a database"))
+
+
+class SearchKeys:
+    """(path, face) of each row of a vector matrix: paths kept as one byte string and offsets
+    (memory-mapped from the cache), decoded only for the rows asked for."""
+
+    def __init__(self, blob, offsets: np.ndarray, faces: np.ndarray):
+        self.blob, self.offsets, self.faces = blob, offsets, faces
+
+    @classmethod
+    def from_rows(cls, rows: list[Row]) -> "SearchKeys":
+        encoded = [os.fsencode(r.path) for r in rows]
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        offsets[1:] = np.cumsum([len(e) for e in encoded])
+        return cls(np.frombuffer(b"".join(encoded), np.uint8), offsets, np.array([r.face for r in rows], np.int32))
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, i: int) -> tuple[str, int]:
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return os.fsdecode(bytes(self.blob[start:end])), int(self.faces[i])
+
+
+class VectorCache:
+    """The vectors of one model as raw float32 arrays beside the index
+    (`index.db.vectors/<model key>-*.npy`, memory-mapped: a query over 100k rows reads no
+    SQLite blob), valid while the index's `stamp` is the one they were written at."""
+
+    FORMAT = 1
+
+    def __init__(self, index: Index):
+        self.index = index
+        self.folder = index.path.with_name(index.path.name + ".vectors")
+
+    def key(self, model: str) -> str:
+        return hashlib.sha1(model.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+    def load(self, model: str) -> tuple[SearchKeys, np.ndarray]:
+        stamp = list(self.index.stamp())
+        meta_path = self.folder / f"{self.key(model)}.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = None
+        if not meta or meta.get("format") != self.FORMAT or meta.get("stamp") != stamp or meta.get("model") != model:
+            meta = self.build(model, stamp)
+        try:
+            arrays = {name: np.load(self.folder / file, mmap_mode="r") for name, file in meta["files"].items()}
+        except (OSError, ValueError):  # removed by a concurrent rebuild, or damaged: write it again
+            meta = self.build(model, stamp)
+            arrays = {name: np.load(self.folder / file, mmap_mode="r") for name, file in meta["files"].items()}
+        vectors = arrays["vectors"] if meta["rows"] else np.zeros((0, 0), np.float32)
+        return SearchKeys(arrays["paths"], arrays["offsets"], arrays["faces"]), vectors
+
+    def build(self, model: str, stamp: list) -> dict:
+        """Write the cache of `model` from the index (as `Index.embeddings` reads it)."""
+        import uuid
+
+        rows, vectors = self.index.embeddings(model)
+        if list(self.index.stamp()) != stamp:  # a writer changed it meanwhile: use what was read, cache nothing
+            raise ValueError("index changed while building the vector cache")
+        keys = SearchKeys.from_rows(rows)
+        self.folder.mkdir(exist_ok=True)
+        tag = f"{self.key(model)}-{uuid.uuid4().hex[:8]}"
+        files = {}
+        for name, array in (("vectors", np.ascontiguousarray(vectors, np.float32)), ("paths", keys.blob),
+                            ("offsets", keys.offsets), ("faces", keys.faces)):
+            files[name] = f"{tag}.{name}.npy"
+            np.save(self.folder / files[name], array)
+        meta = {"format": self.FORMAT, "model": model, "stamp": stamp, "rows": len(rows), "files": files}
+        meta_path = self.folder / f"{self.key(model)}.json"
+        tmp = meta_path.with_name(f".{tag}.json.tmp")
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, meta_path)
+        for old in self.folder.glob(f"{self.key(model)}-*.npy"):  # earlier versions (best effort)
+            if old.name not in files.values():
+                try:
+                    old.unlink()
+                except OSError:
+                    pass
+        return meta

@@ -18,9 +18,11 @@ def rank(references: np.ndarray, vectors: np.ndarray, top: int | None = None,
          threshold: float | None = None) -> list[tuple[int, float]]:
     """(row, score) pairs, best first, at or above `threshold`, at most `top` of them."""
     scores = similarity_to_references(references, vectors)
-    order = np.argsort(-scores, kind="stable")
-    if threshold is not None:
-        order = order[scores[order] >= threshold]
+    if threshold is not None:  # sort only what passes (the same order: a stable sort of a subsequence)
+        passing = np.flatnonzero(scores >= threshold)
+        order = passing[np.argsort(-scores[passing], kind="stable")]
+    else:
+        order = np.argsort(-scores, kind="stable")
     if top is not None:
         order = order[:top]
     return [(int(i), float(scores[i])) for i in order]

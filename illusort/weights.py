@@ -23,7 +23,7 @@ from .registry import installed_models, unknown_model
 from .registry import BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, models_dirs  # noqa: F401
 
 FORMAT = "illusort-checkpoint-1"
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -175,9 +175,39 @@ def with_faces(model: LoadedModel, faces: str) -> LoadedModel:
 
 
 def with_precision(model: LoadedModel, precision: str) -> LoadedModel:
+    """The model at `precision`; `auto` is bfloat16 where the device computes it natively
+    (`native_bf16`), float32 elsewhere (emulated bf16 runs slower than float32)."""
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = "bfloat16" if native_bf16(model.device) else "float32"
     return replace(model, precision=precision)
+
+
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that compute in bfloat16
+
+
+def native_bf16(device: str, cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether `device` has bfloat16 arithmetic units: a CUDA GPU that supports it without
+    emulation (Ampere and later), or an x86 CPU with AVX512-BF16 or AMX-BF16 (Linux flags)."""
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # older torch: no emulation switch
+            return torch.cuda.get_device_capability()[0] >= 8
+        except (RuntimeError, AssertionError):
+            return False
+    if kind != "cpu":
+        return False
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool(set(line.split(":", 1)[-1].split()) & set(CPU_BF16_FLAGS))
+    except OSError:
+        pass
+    return False
 
 
 def load_blob(path: Path) -> dict:

@@ -45,7 +45,7 @@ class Settings:
     workers: int | None = None
     progress: bool = True
     faces: str = "auto"           # face crops: auto | always | off (see faces.py)
-    precision: str = "float32"    # or bfloat16 (faster on CPUs with bf16 units)
+    precision: str = "auto"       # bfloat16 where the CPU/GPU has bf16 units, else float32
 
 
 def check_folder(root: Path, what: str = "folder") -> Path:
@@ -114,7 +114,7 @@ def embed(root: Path, settings: Settings, exclude: Path | None = None,
     model, index = open_index(root, settings)
     with index.writing():
         summary = embed_folder(root, model, index, batch_size=settings.batch_size,
-                               workers=default_workers() if settings.workers is None else settings.workers,
+                               workers=default_workers(settings.faces) if settings.workers is None else settings.workers,
                                progress=settings.progress, exclude=exclude, runner=runner, links=links)
     return model, index, summary
 
@@ -375,13 +375,13 @@ def query(references: list[Path], root: Path, settings: Settings, top: int | Non
             raise BadImage(f"reference {ref}: {error}") from None
     ref_vectors = embed_images(model, images)
     with index:
-        rows, vectors = index.embeddings(model.model_id)
+        keys, vectors = index.search_vectors(model.model_id)
     if not update:
-        summary.files = len({r.path for r in rows})
+        summary.files = int((np.asarray(keys.faces) == 0).sum())  # one row with face 0 per picture
     threshold = model.threshold if threshold is None else threshold
     best: dict[str, float] = {}
     for i, score in rank(ref_vectors, vectors, threshold=threshold):
-        best.setdefault(rows[i].path, score)  # an image's best face
+        best.setdefault(keys[i][0], score)  # an image's best face
     hits = list(best.items())[:top] if top else list(best.items())
     return hits, threshold, summary
 

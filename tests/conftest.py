@@ -143,7 +143,8 @@ def tmpfs(tmp_path):
 
 
 def index_key(model="hsv-hist", faces="auto") -> str:
-    """The index key of a model as the CLI embeds with it by default (face crops `auto`)."""
-    from illusort.weights import load_model, with_faces
+    """The index key of a model as the CLI embeds with it by default (face crops `auto`,
+    precision `auto`: bfloat16 rows on a CPU with bf16 units)."""
+    from illusort.weights import load_model, with_faces, with_precision
 
-    return with_faces(load_model(str(model)), faces).model_id
+    return with_precision(with_faces(load_model(str(model)), faces), "auto").model_id

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from illusort.index import Index, default_index_path
-from illusort.weights import load_model, with_faces
+from illusort.weights import load_model, with_faces, with_precision
 
 from conftest import draw_character, index_key, run_cli
 
@@ -103,7 +103,7 @@ def test_killed_embed_resumes_to_the_same_index(tmp_path, tiny_cnn):
     fresh = tmp_path / "fresh"
     shutil.copytree(root, fresh, ignore=shutil.ignore_patterns(".illusort"))
     subprocess.run(cmd[:4] + [str(fresh)] + cmd[5:], check=True, capture_output=True)
-    model = with_faces(load_model(str(tiny_cnn)), "auto")
+    model = with_precision(with_faces(load_model(str(tiny_cnn)), "auto"), "auto")
     a = Index(db).embeddings(model.model_id)
     b = Index(default_index_path(fresh)).embeddings(model.model_id)
     assert [r.path for r in a[0]] == [r.path for r in b[0]] and len(a[0]) == 240
@@ -114,8 +114,9 @@ def test_bfloat16_rows_are_kept_apart_and_close_to_float32(collection, tiny_cnn)
     root, truth = collection
     for precision in ("float32", "bfloat16"):
         run_cli("embed", root, "--model", tiny_cnn, "--precision", precision, "-q", "--workers", "0")
+    faces = with_faces(load_model(str(tiny_cnn)), "auto")
     with Index(default_index_path(root)) as index:
-        rows32, v32 = index.embeddings(index_key(tiny_cnn))
-        rows16, v16 = index.embeddings(index_key(tiny_cnn) + "+bfloat16")
+        rows32, v32 = index.embeddings(with_precision(faces, "float32").model_id)
+        rows16, v16 = index.embeddings(with_precision(faces, "bfloat16").model_id)
     assert [r.path for r in rows32] == [r.path for r in rows16] and len(rows16) == len(truth)
     assert (np.sum(v32 * v16, axis=1) > 0.99).all() and not np.array_equal(v32, v16)

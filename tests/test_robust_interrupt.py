@@ -29,7 +29,7 @@ import pytest
 
 from illusort.index import Index, default_index_path
 from illusort.manifest import LOCK, MANIFEST, read_manifest, write_manifest
-from illusort.weights import load_model, with_faces
+from illusort.weights import load_model, with_faces, with_precision
 
 from conftest import index_key, make_collection
 
@@ -265,7 +265,7 @@ def test_literal_cli_killed_during_its_whole_run(server, pristine, tmp_path):
 
 
 def test_embed_with_a_cnn_killed_and_resumed_matches_a_clean_run(server, pristine, tmp_path, tiny_cnn):
-    model = with_faces(load_model(str(tiny_cnn)), "auto")
+    model = with_precision(with_faces(load_model(str(tiny_cnn)), "auto"), "auto")
     clean, _ = fresh_case(pristine, tmp_path / "clean")
 
     def embed(root):
