@@ -395,7 +395,8 @@ def main() -> None:
     try:
         root = work / "pictures"
         cast = characters(40, args.seed)
-        print(f"making {args.n} pictures ({'../shared/data characters' if DATA.is_dir() else 'drawn faces: ../shared/data absent'})",
+        what = "../shared/data characters" if DATA.is_dir() else "drawn faces: ../shared/data absent"
+        print(f"making {args.n} pictures ({what})",
               file=sys.stderr)
         truth = make_folder(root, args.n, args.seed, cast)
         paths = sorted(truth)

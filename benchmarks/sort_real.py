@@ -44,7 +44,8 @@ def main() -> None:
             shutil.copyfile(source / rel, flat / name)
             truth[name] = rel.parts[0]
         cmd = ["illusort", "sort", str(flat), "--out", str(work / "out"), "-q", "--seed", "0",
-               "--min-cluster-size", str(args.min_cluster_size), "--algorithm", args.algorithm] + (["--model", args.model] if args.model else [])
+               "--min-cluster-size", str(args.min_cluster_size), "--algorithm", args.algorithm]
+        cmd += ["--model", args.model] if args.model else []
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - start

@@ -93,7 +93,7 @@ def test_two_sorts_started_together(tmp_path):
     make_collection(root, characters=3, per_character=8)
     before = files_of(root)
     out = tmp_path / "out"
-    for attempt in range(2):  # into a new OUT, then into the OUT of the first attempt
+    for _attempt in range(2):  # into a new OUT, then into the OUT of the first attempt
         runs = [cli_process("sort", root, "--out", out, *FAST) for _ in range(2)]
         results = [(run.wait(timeout=120), run.stdout.read()) for run in runs]
         for code, output in results:

@@ -57,8 +57,9 @@ class Triplet:
             self.miner = miners.MultiSimilarityMiner(epsilon=0.1)
         elif loss in ("arcface", "subcenter-arcface"):  # a learned centre (or 3) per training character
             n_classes = len(np.unique(np.asarray(labels)))
-            self.loss_fn = (losses.ArcFaceLoss(num_classes=n_classes, embedding_size=feature_dim) if loss == "arcface"
-                            else losses.SubCenterArcFaceLoss(num_classes=n_classes, embedding_size=feature_dim, sub_centers=3)).to(device)
+            sizes = {"num_classes": n_classes, "embedding_size": feature_dim}
+            self.loss_fn = (losses.ArcFaceLoss(**sizes) if loss == "arcface"
+                            else losses.SubCenterArcFaceLoss(**sizes, sub_centers=3)).to(device)
         else:
             raise ValueError(f"unknown loss {loss!r}")
         # A classification term beside the pair loss (normalised softmax over the training
