@@ -419,12 +419,17 @@ in_option = click.option("--in", "source", type=click.Path(path_type=Path), defa
                               "records the sort).")
 
 
+def sorted_output_command(func):
+    """A command on a sorted OUT: its argument, --index and --in, and one-line errors."""
+    for decorator in reversed((click.argument("out", type=click.Path(path_type=Path)), index_option, in_option,
+                               fail_cleanly)):
+        func = decorator(func)
+    return func
+
+
 @main.command()
-@click.argument("out", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@index_option
-@in_option
-@fail_cleanly
+@sorted_output_command
 def undo(out, as_json, index_path, source):
     """Reverse the sort in OUT: remove what it made (moved files go back); keep what you changed since."""
     undo_output(out, as_json, source, index_path)
@@ -495,11 +500,8 @@ def move(out, files, to, not_character, index_path, source):
 
 
 @main.command()
-@click.argument("out", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@index_option
-@in_option
-@fail_cleanly
+@sorted_output_command
 def report(out, quiet, index_path, source):
     """Write OUT/report.html: each character as a contact sheet, the unsorted images, and what
     is new since the last report (thumbnails cached in OUT/.illusort-thumbs)."""

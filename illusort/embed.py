@@ -18,6 +18,7 @@ from . import fastpaths
 from .images import (BadImage, Unreadable, decode, file_digest, file_kind, find_images, open_image,
                      read_regular_file, reduced)
 from .index import Index, Row
+from .progress import progress_bar
 from .weights import LoadedModel
 
 
@@ -154,10 +155,7 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
         else:
             todo.append(rel)
     index.remove(model.model_id, [rel for rel, _ in unreadable])  # no stale vector for a file now unusable
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress or not todo,
-               file=sys.stderr)
+    bar = progress_bar(total=len(todo), desc="embedding", unit="img", enabled=progress and bool(todo))
     for results in (runner or local_results)(root, todo, model, index, batch_size, workers):
         for i, digest, error, faces in results:
             rel = todo[i]

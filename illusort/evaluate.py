@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import sys
 import warnings
 from pathlib import Path
 
@@ -259,7 +258,7 @@ def layer_table(root: Path, settings, cluster_options: dict, layers=None, charac
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     from .embed import ImageFiles, as_input, as_list, default_workers
     from .nets import VGG_LAYERS
@@ -286,7 +285,7 @@ def layer_table(root: Path, settings, cluster_options: dict, layers=None, charac
     net = model.net
     feats = {name: [] for name in layers}
     order, skipped = [], []
-    bar = tqdm(total=len(paths), desc="layers", unit="img", disable=not settings.progress, file=sys.stderr)
+    bar = progress_bar(total=len(paths), desc="layers", unit="img", enabled=settings.progress)
     with torch.inference_mode():
         for batch in loader:
             good = [(i, face_crops[0][1]) for i, _, face_crops, _ in batch if face_crops]  # largest face

@@ -16,7 +16,6 @@ import html
 import io
 import json
 import os
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,6 +23,7 @@ from . import safepath
 from .images import BadImage, read_image
 from .manifest import confirm_source, output_folder, output_lock, require_manifest
 from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
+from .progress import progress_bar
 
 # The review page's files in OUT (`sort --undo` removes them too).
 REPORT, THUMBS, SEEN = "report.html", ".illusort-thumbs", ".illusort-report.json"  # SEEN: pictures shown last time
@@ -111,6 +111,20 @@ def write_report(out: Path, progress: bool = True, source: Path | None = None,
         return _write_report(out, progress, source, index_path)
 
 
+def faces_and_hints(manifest: dict, root: Path, index_path: Path | None, out: Path) -> tuple[dict, dict]:
+    """From the sorted folder's index: the face box that placed each picture, and the nearest
+    character suggested for each unsorted one (both empty without an index)."""
+    from . import status
+
+    db = status.open_index(root, index_path)
+    try:
+        model = status.model_key(db)
+        return status.face_boxes(manifest, db, model), status.suggestions(manifest, db, model, out)
+    finally:
+        if db is not None:
+            db.close()
+
+
 def _write_report(out: Path, progress: bool, source: Path | None, index_path: Path | None) -> tuple[Path, dict]:
     manifest = require_manifest(out)
     root = str(confirm_source(out, manifest, source, index_path))
@@ -127,20 +141,9 @@ def _write_report(out: Path, progress: bool, source: Path | None, index_path: Pa
     for members in folders.values():
         members.sort(key=lambda e: e.dest)
     cache = safepath.real_folder(out / THUMBS, create=True)
-    from tqdm import tqdm
-
-    from . import status
-
-    db = status.open_index(Path(root), index_path)
-    try:
-        model = status.model_key(db)
-        boxes = status.face_boxes(manifest, db, model)
-        hints = status.suggestions(manifest, db, model, out)
-    finally:
-        if db is not None:
-            db.close()
+    boxes, hints = faces_and_hints(manifest, Path(root), index_path, out)
     thumbs = {}
-    for e in tqdm(entries, desc="thumbnails", unit="img", disable=not progress or not entries, file=sys.stderr):
+    for e in progress_bar(entries, desc="thumbnails", unit="img", enabled=progress and bool(entries)):
         # a moved file lives in OUT now; links and copies are read from the source
         readable = readable_source(e, out, manifest["mode"], root)
         thumbs[e.dest] = thumbnail(readable, cache, boxes.get(e.dest)) if readable else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from .errors import SortError
 from .manifest import (LOCK, MANIFEST, MODES, Entry, confirm_source, output_folder, output_lock, read_manifest,
                        require_manifest, save_manifest, write_manifest)
 from .naming import PARTIAL, folder_of
+from .progress import progress_bar
 from .report import REVIEW_FILES, TEMPORARIES
 from .safepath import Unsafe, dest_path, is_regular, same_file, source_path
 
@@ -250,11 +250,8 @@ def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
     for e in todo:
         e.state = "pending"
     save_manifest(out, root, mode, keep + todo)  # journal first: a crash leaves 'pending' entries
-    from tqdm import tqdm
-
     done = []
-    for n, e in enumerate(tqdm(todo, desc=f"{mode}ing", unit="file", disable=not progress or not todo,
-                               file=sys.stderr), 1):
+    for n, e in enumerate(progress_bar(todo, desc=f"{mode}ing", unit="file", enabled=progress and bool(todo)), 1):
         try:
             make_entry(e, out, mode, source)
             e.state = "done"

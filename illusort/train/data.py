@@ -167,11 +167,9 @@ def decode_images(paths: list[Path], size: int, workers: int = 2, progress: bool
     ok, bad = np.zeros(len(paths), bool), []
     loader = torch.utils.data.DataLoader(_Decode(paths, size, faces), batch_size=32, collate_fn=_collate,
                                          num_workers=workers if len(paths) > 64 else 0)
-    import sys
+    from ..progress import progress_bar
 
-    from tqdm import tqdm
-
-    with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress or not paths, file=sys.stderr) as bar:
+    with progress_bar(total=len(paths), desc=desc, unit="img", enabled=progress and bool(paths)) as bar:
         for batch in loader:
             for i, array, error in batch:
                 if error is None:
