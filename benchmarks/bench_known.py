@@ -12,8 +12,9 @@ pictures each (taken out of the folder); every other picture is matched with
 
     python benchmarks/bench_known.py --model anime-lite0-v2 anime-lite0
 
-The threshold is each card's `known_threshold` (1% false accepts on dev pairs inside one
-source, for cards written since; older cards: over all pairs).
+The threshold is what `sort --known` uses: `known_threshold_for(number of references)`, pairs
+at 1%/references false accepts on the card's dev pairs inside one source (cards with
+`far_thresholds`); older cards: their `known_threshold` (1% false accepts over all pairs).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import numpy as np
 from common import DATA, FAN_ART, load_split, part_vectors
 
 
-def round_scores(vectors, labels, refs, threshold, seed) -> dict:
+def round_scores(vectors, labels, refs, threshold_for, seed) -> dict:
     from illusort.query import match_known
 
     rng = np.random.default_rng(seed)
@@ -44,7 +45,7 @@ def round_scores(vectors, labels, refs, threshold, seed) -> dict:
         ref_names += [character] * len(picked)
     taken = set(ref_rows)
     rest = [i for i in range(len(labels)) if i not in taken]
-    matched = match_known(vectors[ref_rows], ref_names, vectors[rest], threshold)
+    matched = match_known(vectors[ref_rows], ref_names, vectors[rest], threshold_for(len(ref_rows)))
     named = [(labels[i], m) for i, m in zip(rest, matched) if m is not None]
     known_rows = [(labels[i], m) for i, m in zip(rest, matched) if labels[i] in known]
     unknown = [m for i, m in zip(rest, matched) if labels[i] not in known]
@@ -53,8 +54,9 @@ def round_scores(vectors, labels, refs, threshold, seed) -> dict:
             "forced": np.mean([m is not None for m in unknown]) if unknown else np.nan}
 
 
-def folder_scores(vectors, labels, refs, threshold) -> dict:
-    runs = [round_scores(vectors, labels, refs, threshold, seed) for seed in range(5)]
+def folder_scores(vectors, labels, refs, threshold_for) -> dict:
+    """`threshold_for(number of references)`: the similarity `sort --known` would use."""
+    runs = [round_scores(vectors, labels, refs, threshold_for, seed) for seed in range(5)]
     named = sum(r["named"] for r in runs)
     return {"precision": sum(r["right"] for r in runs) / named if named else np.nan,
             "recall": float(np.nanmean([r["recall"] for r in runs])),
@@ -82,7 +84,7 @@ def main() -> None:
           "unknown pictures forced |\n| --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.models:
         model, vectors, labels = part_vectors(spec, test, args.data)
-        threshold = model.known_threshold
+        rule = "card, per number of references" if model.card.get("far_thresholds") else "card known_threshold"
         sources = np.array([source_of(x) for x in labels])
         folders = {"fan art mixed (" + ", ".join(FAN_ART) + ")": np.isin(sources, FAN_ART)}
         folders.update({s: sources == s for s in sorted(set(sources.tolist()))})
@@ -91,8 +93,8 @@ def main() -> None:
             if len(set(sub)) < 2:
                 continue
             for refs in args.refs:
-                s = folder_scores(vectors[mask], sub, refs, threshold)
-                print(f"| {spec} | {name} | {threshold:.3f} | {refs} | {s['precision']:.1%} ({s['named']}) | "
+                s = folder_scores(vectors[mask], sub, refs, model.known_threshold_for)
+                print(f"| {spec} | {name} | {rule} | {refs} | {s['precision']:.1%} ({s['named']}) | "
                       f"{s['recall']:.1%} | {s['forced']:.1%} |", flush=True)
 
 

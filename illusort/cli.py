@@ -123,8 +123,8 @@ def cluster_options(func):
                      help="UMAP dimensions before HDBSCAN; 0 clusters the raw embeddings."),
         click.option("--seed", type=int, default=None, help="Make clustering reproducible (slower: single thread)."),
         click.option("--algorithm", type=click.Choice(["auto", "hdbscan", "agglomerative"]), default="auto", show_default=True,
-                     help="auto: average linkage up to 10,000 pictures (forms characters from 3 pictures up), "
-                          "UMAP + HDBSCAN above; hdbscan (the paper); agglomerative (average linkage cut at "
+                     help="auto: average linkage from 100 to 10,000 pictures (forms characters from 3 pictures up), "
+                          "HDBSCAN outside; hdbscan (the paper); agglomerative (average linkage cut at "
                           "--similarity, up to 20,000 pictures)."),
         click.option("--similarity", type=click.FloatRange(-1, 1), default=None,
                      help="agglomerative: cosine similarity that joins groups (default: the model card's threshold)."),
@@ -182,8 +182,13 @@ def ignored_options(kwargs_given: dict, clustering) -> list[str]:
     """Notes for options the user gave that had no effect on this clustering."""
     from .cluster import UMAP_MIN_ITEMS, effective_min_cluster_size
 
+    from .cluster import AUTO_AGGLOMERATIVE
+
     notes, n = [], len(clustering.labels)
     hdbscan = clustering.params.get("algorithm") == "hdbscan"
+    if hdbscan and kwargs_given.get("algorithm") == "auto" and AUTO_AGGLOMERATIVE[0] <= n <= AUTO_AGGLOMERATIVE[1]:
+        notes.append("the model has no calibrated similarity, so --algorithm auto used HDBSCAN (give --similarity "
+                     "for average linkage)")
     if kwargs_given.get("strictness") and not kwargs_given.get("paper") and hdbscan and n < UMAP_MIN_ITEMS:
         notes.append(f"--strictness has no effect below {UMAP_MIN_ITEMS} pictures (this sort has {n})")
     requested = kwargs_given.get("min_cluster_size")
@@ -354,6 +359,8 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
         if dry_run:
             show_plan(run, mode, workflow)
             return
+    if run.result is None:  # a dry run: nothing was made
+        return
     if run.result.conflicts:
         click.echo(f"warning: {plural(len(run.result.conflicts), 'name')} already taken by other files "
                    "were left alone", err=True)

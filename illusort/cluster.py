@@ -56,11 +56,15 @@ class ClusterError(IllusortError, ValueError):
 
 ALGORITHMS = ("auto", "hdbscan", "agglomerative")
 AGGLOMERATIVE_MAX_ITEMS = 20_000  # it holds all n^2 / 2 distances in memory
-# `auto` (the default): average linkage at the model's calibrated similarity up to this many
-# pictures, UMAP + HDBSCAN above. Real collections hold characters with 2 to 500 pictures;
+# `auto` (the default): average linkage at the model's calibrated similarity from 100 to
+# 10,000 pictures, HDBSCAN outside. Real collections hold characters with 2 to 500 pictures;
 # measured on held-out characters (RESULTS.md, "Clustering defaults") average linkage forms
 # the small ones that HDBSCAN's min_cluster_size cannot, without splitting the large ones.
-AUTO_AGGLOMERATIVE_MAX = 10_000
+# Below 100 pictures HDBSCAN's min_cluster_size is capped at an eighth of the folder, so it
+# forms small characters too, and its density cut does not depend on an absolute similarity
+# (pictures unlike the training art, e.g. drawn test shapes, are all "similar" by the card's
+# threshold); above 10,000 average linkage's n^2 distances take too much memory.
+AUTO_AGGLOMERATIVE = (100, 10_000)
 MIN_CLUSTER_SIZE = {"agglomerative": 3, "hdbscan": 10}   # defaults: a character from 3 pictures up
 
 
@@ -68,7 +72,8 @@ def resolve_algorithm(algorithm: str, n: int, similarity: float | None) -> str:
     """The algorithm `auto` stands for on n pictures (HDBSCAN when there is no similarity to cut at)."""
     if algorithm != "auto":
         return algorithm
-    return "agglomerative" if n <= AUTO_AGGLOMERATIVE_MAX and similarity is not None else "hdbscan"
+    low, high = AUTO_AGGLOMERATIVE
+    return "agglomerative" if low <= n <= high and similarity is not None else "hdbscan"
 
 
 @dataclass(frozen=True)

