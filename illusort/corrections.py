@@ -53,20 +53,19 @@ def record_renames(index: Index, root: Path, entries: list[Entry]) -> None:
         index.decide(keys, folder)
 
 
-def sorted_output(out: Path, index_path: Path | None = None, source: Path | None = None) -> tuple[Path, dict, Index]:
-    """(sorted folder, manifest, its index) of an output folder made by `sort`; the sorted
-    folder is `source` if given, else the manifest's once confirmed (`sort.confirm_source`)."""
+def sorted_output(out: Path, index_path: Path | None = None, source: Path | None = None) -> tuple[Path, Index]:
+    """(sorted folder, its index) of an output folder made by `sort`; the sorted folder is
+    `source` if given, else the manifest's once confirmed (`manifest.confirm_source`)."""
     out = output_folder(out)
-    manifest = require_manifest(out)
-    root = confirm_source(out, manifest, source, index_path)
-    return root, manifest, Index(index_path or default_index_path(root))
+    root = confirm_source(out, require_manifest(out), source, index_path)
+    return root, Index(index_path or default_index_path(root))
 
 
 @contextmanager
 def corrections(out: Path, index_path: Path | None = None, source: Path | None = None):
     """(sorted folder, its open index) for a correction of OUT, with folders the user renamed
     by hand already taken in (and remembered)."""
-    root, _, index = sorted_output(out, index_path, source)
+    root, index = sorted_output(out, index_path, source)
     with index:
         record_renames(index, root, take_renames(root, out))
         yield root, index

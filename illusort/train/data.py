@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,6 @@ class Item:
 @dataclass
 class Collection:
     items: list[Item]
-    folders: list[str] = field(default_factory=list)
 
     def labelled(self) -> list[Item]:
         return [it for it in self.items if it.label is not None]
@@ -102,7 +101,7 @@ def scan_folders(dirs, dev_dirs=(), depth: int = 1) -> tuple[Collection, list[It
         train_items += items_of(d, False)
     for d in dict.fromkeys(dev_dirs):
         dev_items += items_of(d, True)
-    collection = Collection(train_items, [str(d) for d in dict.fromkeys(dirs)])
+    collection = Collection(train_items)
     if not train_items:
         raise TrainError(f"no images found in {', '.join(map(str, dirs))}")
     return collection, dev_items
