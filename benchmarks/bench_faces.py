@@ -55,7 +55,7 @@ def embedded(folder: Path, character_of: dict, model: str, faces: str, index_nam
 
     start = time.perf_counter()
     index = folder.parent / f"{folder.name}-{index_name}.db" if index_name else None
-    loaded, index, _ = embed(folder, Settings(model=model, faces=faces, progress=False, index=index))
+    loaded, index, _ = embed(folder, Settings(model=model, faces=faces, progress=False, index=index), links="any")
     seconds = time.perf_counter() - start
     with index:
         rows, vectors = index.embeddings(loaded.model_id)
@@ -85,6 +85,8 @@ def scores(chosen: dict, character_of: dict) -> dict:
     for source in sorted(set(sources)):
         mask = sources == source
         sub = [lab for lab, m in zip(labels, mask) if m]
+        if len(set(sub)) < 2 or len(sub) == len(set(sub)):
+            continue  # a source the sample left with one character (or no pair) cannot be scored
         sub_scores, _ = score(vectors[mask], sub, PAPER)
         out[source] = {"eer": embedding_eer(vectors[mask], sub)["eer"], "ami": sub_scores["ami"],
                        "cropped": float(cropped[mask].mean())}
