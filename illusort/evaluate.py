@@ -157,10 +157,10 @@ def save_curve(path: Path, vectors: np.ndarray, labels: list[str], rate: float, 
 
     groups = [metrics.source_of(x) for x in labels]
     try:
-        scores, same = metrics.pair_scores(vectors, labels, seed, groups if len(set(groups)) > 1 else None)
+        scores, same, weights, _ = metrics.scored_pairs(vectors, labels, seed, groups if len(set(groups)) > 1 else None)
     except ValueError:  # no source holds two characters: all pairs, as `score` fell back to
-        scores, same = metrics.pair_scores(vectors, labels, seed)
-    thresholds, far, frr = metrics.error_curves(scores, same)
+        scores, same, weights, _ = metrics.scored_pairs(vectors, labels, seed)
+    thresholds, far, frr = metrics.error_curves(scores, same, weights)
     if len(thresholds) > 4000:  # plotting millions of steps gains nothing
         keep = np.unique(np.linspace(0, len(thresholds) - 1, 4000).astype(np.int64))
         thresholds, far, frr = thresholds[keep], far[keep], frr[keep]

@@ -135,19 +135,30 @@ def group_weights(i: np.ndarray, same: np.ndarray, groups) -> np.ndarray:
     return 1.0 / counts[key]
 
 
-def pair_scores(vectors: np.ndarray, labels, seed: int = 0, groups=None):
-    """Cosine similarity of the evaluation pairs: (scores, same); with `groups`, only pairs
-    inside one group. Memory stays O(n^2) floats for all pairs and O(chunk x dim) for
-    sampled ones, never pairs x dim."""
-    i, j, same = sample_pairs(labels, seed) if groups is None else within_pairs(labels, groups, seed)
+def scored_pairs(vectors: np.ndarray, labels, seed: int = 0, groups=None):
+    """The evaluation pairs, drawn and scored once: (cosine scores, same, weights, group of each
+    pair). With `groups`: only pairs inside one group, weighted so every group counts the same
+    (`group_weights`); without: weights and groups are None. Memory stays O(n^2) floats for
+    all pairs and O(chunk x dim) for sampled ones, never pairs x dim."""
+    if groups is None:
+        i, j, same = sample_pairs(labels, seed)
+        weights = pair_group = None
+    else:
+        i, j, same = within_pairs(labels, groups, seed)
+        weights, pair_group = group_weights(i, same, groups), np.asarray([str(g) for g in groups])[i]
     v = np.asarray(vectors, np.float32)
     if len(v) <= ALL_PAIRS_LIMIT and groups is None:
-        return (v @ v.T)[i, j], same
+        return (v @ v.T)[i, j], same, weights, pair_group
     scores = np.empty(len(i), np.float32)
     for start in range(0, len(i), 4096):
         a, b = i[start:start + 4096], j[start:start + 4096]
         scores[start:start + 4096] = np.einsum("ij,ij->i", v[a], v[b])
-    return scores, same
+    return scores, same, weights, pair_group
+
+
+def pair_scores(vectors: np.ndarray, labels, seed: int = 0, groups=None):
+    """Cosine similarity of the evaluation pairs: (scores, same); see `scored_pairs`."""
+    return scored_pairs(vectors, labels, seed, groups)[:2]
 
 
 def embedding_eer(vectors: np.ndarray, labels, seed: int = 0, groups=None) -> dict:
@@ -159,8 +170,7 @@ def embedding_eer(vectors: np.ndarray, labels, seed: int = 0, groups=None) -> di
     A bucket's EER uses only the images of characters in that bucket."""
     labels = np.asarray([str(x) for x in labels])
     groups = None if groups is None else np.asarray([str(g) for g in groups])
-    scores, same = pair_scores(vectors, labels, seed, groups)
-    weights = None if groups is None else group_weights(within_pairs(labels, groups, seed)[0], same, groups)
+    scores, same, weights, _ = scored_pairs(vectors, labels, seed, groups)
     curves = error_curves(scores, same, weights) if same.any() and not same.all() else None  # sorted once, used twice
     rate, threshold = eer(scores, same, curves)
     result = {"eer": rate, "threshold": threshold, "threshold_far1": threshold_at_far(scores, same, 0.01, curves),
@@ -175,10 +185,8 @@ def embedding_eer(vectors: np.ndarray, labels, seed: int = 0, groups=None) -> di
         entry = {"characters": n_chars, "images": int(members.sum()), "eer": None}
         if n_chars >= 2:
             try:
-                sub_groups = None if groups is None else groups[members]
-                s, m = pair_scores(vectors[members], labels[members], seed, sub_groups)
-                w = None if groups is None else group_weights(
-                    within_pairs(labels[members], sub_groups, seed)[0], m, sub_groups)
+                s, m, w, _ = scored_pairs(vectors[members], labels[members], seed,
+                                          None if groups is None else groups[members])
                 entry["eer"] = eer(s, m, error_curves(s, m, w))[0]
             except ValueError:  # no group holds two characters of this bucket
                 pass
@@ -199,15 +207,13 @@ def source_scores(vectors: np.ndarray, labels, seed: int = 0) -> dict:
     except ValueError:
         return {**everything, **result, "within_source": False}
     result["within_source"] = True
-    v, lab, grp = np.asarray(vectors), np.asarray(labels), np.asarray(groups)
+    scores, same, _, pair_group = scored_pairs(vectors, labels, seed, groups)  # each source's own pairs
+    lab, grp = np.asarray(labels), np.asarray(groups)
     for g in sorted(set(groups)):
-        m = grp == g
-        if len(set(lab[m])) >= 2 and len(lab[m]) > len(set(lab[m])):
-            try:
-                sub = eer(*pair_scores(v[m], lab[m], seed))[0]
-            except ValueError:
-                continue
-            result["per_source"][g] = {"eer": sub, "characters": len(set(lab[m])), "images": int(m.sum())}
+        m = pair_group == g
+        if same[m].any() and not same[m].all():
+            result["per_source"][g] = {"eer": eer(scores[m], same[m])[0], "characters": len(set(lab[grp == g])),
+                                       "images": int((grp == g).sum())}
     rates = [x["eer"] for x in result["per_source"].values()]
     result["mean_source_eer"] = float(np.mean(rates)) if rates else None
     return result
