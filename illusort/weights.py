@@ -19,8 +19,8 @@ import torch
 
 from . import nets
 from .errors import ModelError  # noqa: F401 (also importable from here, as before)
-from .registry import installed_models, unknown_model
-from .registry import BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, models_dirs  # noqa: F401
+from .registry import (BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, installed_models,  # noqa: F401
+                       models_dirs, unknown_model)
 
 FORMAT = "illusort-checkpoint-1"
 PRECISIONS = ("auto", "float32", "bfloat16")

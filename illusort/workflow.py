@@ -73,14 +73,16 @@ def check_not_output(root: Path, command: str = "sort") -> None:
 def first_image(root: Path) -> str | None:
     """Some picture below ROOT (as `find_images` would find it), or None: a quick look that
     stops at the first one, so an empty folder is refused before any slow work."""
-    seen = set()
+    seen, inside = set(), os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen:
+        if real in seen:  # a link loop
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        # never into a link that leaves ROOT (scans do not follow those either)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")
+                       and (os.path.realpath(os.path.join(dirpath, d)) + os.sep).startswith(inside + os.sep)]
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                 return os.path.join(dirpath, name)
