@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
 import warnings
 from collections import Counter
@@ -191,6 +192,13 @@ def ignored_options(kwargs_given: dict, clustering) -> list[str]:
                      "for average linkage)")
     if kwargs_given.get("strictness") and not kwargs_given.get("paper") and hdbscan and n < UMAP_MIN_ITEMS:
         notes.append(f"--strictness has no effect below {UMAP_MIN_ITEMS} pictures (this sort has {n})")
+    used_by = {"similarity": "average linkage", "min_samples": "HDBSCAN", "paper": "HDBSCAN"}
+    algorithm = clustering.params.get("algorithm")
+    for option, owner in used_by.items():
+        if kwargs_given.get(option) and algorithm and (owner == "HDBSCAN") != hdbscan:
+            flag = "--paper-selection" if option == "paper" else f"--{option.replace('_', '-')}"
+            notes.append(f"{flag} applies to {owner} only; these {n} pictures were clustered by {algorithm} "
+                         f"(--algorithm {'hdbscan' if owner == 'HDBSCAN' else 'agglomerative'} to use it)")
     requested = kwargs_given.get("min_cluster_size")
     if requested and "reused" not in clustering.params:
         used = effective_min_cluster_size(n, requested)
@@ -203,7 +211,7 @@ def ignored_options(kwargs_given: dict, clustering) -> list[str]:
 def cluster_notes(kwargs) -> dict:
     """Which clustering options the user gave (before `cluster_kwargs` pops them)."""
     return {"strictness": given("strictness"), "paper": kwargs.get("paper_selection"),
-            "algorithm": kwargs.get("algorithm"),
+            "algorithm": kwargs.get("algorithm"), "similarity": given("similarity"), "min_samples": given("min_samples"),
             "min_cluster_size": kwargs.get("min_cluster_size") if given("min_cluster_size") else None}
 
 
@@ -459,7 +467,9 @@ def name(out, folder, name, index_path, source):
     corrections.check_character_folder(folder)
     corrections.check_character_name(name)
     moved = corrections.name_character(out, folder, name, index_path, source)
-    click.echo(f"{plural(len(moved), 'image')} now in {Path(out) / name}")
+    total = len(corrections.folder_entries(out, name))
+    held = "" if total == len(moved) else f" (merged: it now holds {plural(total, 'image')})"
+    click.echo(f"{plural(len(moved), 'image')} now in {Path(out) / name}{held}")
 
 
 @main.command()
@@ -555,7 +565,11 @@ def status(path, as_json):
         if len(info["suggestions"]) > 30:
             echo(f"  ... {len(info['suggestions']) - 30} more (--json lists all)")
     rerun = info["rerun"]
-    if rerun["up_to_date"]:
+    if info["out"] is None:
+        echo(f"no sort stands (none made yet, or undone): `illusort sort {shlex.quote(info['folder'])}` places the "
+             f"{plural(info['indexed'], 'picture')} indexed without embedding them again"
+             + ("" if rerun["up_to_date"] else " and embeds what is new or changed"))
+    elif rerun["up_to_date"]:
         echo("a re-run would change nothing: no new, changed or deleted pictures")
     else:
         parts = [f"{len(rerun['new'])} new", f"{len(rerun['changed'])} changed", f"{len(rerun['deleted'])} deleted"]
@@ -715,6 +729,9 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
               help="triplet: at most this many images of one character per batch.")
 @click.option("--random-extra", type=click.IntRange(0), default=100, show_default=True,
               help="triplet: random images of other characters added to each batch as negatives.")
+@click.option("--negatives", type=click.IntRange(0), default=0, show_default=True,
+              help="triplet: unlabelled images (those lying directly in a DIR, e.g. a folder of faces) added "
+                   "to each batch as negatives, each a character of its own (the blog's random images).")
 @click.option("--input-size", type=click.IntRange(16), default=None,
               help="Input pixels (default 128, practical on a CPU; recorded in the model card).")
 @click.option("--embed-dim", type=click.IntRange(0), default=None,
@@ -752,6 +769,10 @@ def train_command(dirs, quiet, **kwargs):
     run = {k: kwargs.pop(k) for k in ("out", "device", "workers", "resume", "overwrite", "dev_dirs")}
     if run["resume"]:
         run["epochs"] = kwargs["epochs"]
+        stored = sorted(f"--{k.replace('_', '-')}" for k in kwargs if k != "epochs" and given(k))
+        if stored:
+            click.echo(f"note: {', '.join(stored)} ignored: a resumed run keeps the settings it started with "
+                       "(only --epochs changes)", err=True)
     try:
         card = Trainer(list(dirs), TrainConfig(**kwargs), progress=show_progress(quiet),
                        log=lambda message: click.echo(message, err=True), **run).train()

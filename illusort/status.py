@@ -192,7 +192,8 @@ def status(path: Path) -> dict:
         if out is None:
             db = open_index(root)
             if db is None:
-                raise InputError(f"{path} has not been sorted yet; run: illusort sort {path}")
+                raise InputError(f"{path} holds no sort and was never sorted (an undone sort leaves none): give "
+                                 f"the folder you sorted, or run: illusort sort {path}")
             db.close()
         manifest = read_manifest(out) if out else None
     db = open_index(root)

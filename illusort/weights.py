@@ -45,7 +45,10 @@ class LoadedModel:
         """Embeddings (float32 numpy array) of a network-ready batch, at the model's precision."""
         with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16,
                                                     enabled=self.precision == "bfloat16"):
-            return self.net(x).float().cpu().numpy()
+            out = self.net(x).float()
+        if self.precision == "bfloat16":  # unit length again in float32 (bf16 rounding: cosines up to 1.004)
+            out = torch.nn.functional.normalize(out, dim=1)
+        return out.cpu().numpy()
 
     @property
     def threshold(self) -> float | None:

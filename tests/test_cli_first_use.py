@@ -68,6 +68,10 @@ def test_undo_is_a_command_and_sort_undo_out_works(sorted_out, tmp_path):
     run_cli("sort", root, "--out", out, *FAST)
     one_line_error(run_cli("undo", root, ok=False), "folder you sorted", f"illusort undo {out}")
     assert "undone" in run_cli("undo", out).output and not (out / ".illusort-sort.json").exists()
+    said = run_cli("status", root).output  # after an undo: no sort stands, and a re-run places them again
+    assert "no sort stands" in said and "would change nothing" not in said
+    if out.exists():
+        one_line_error(run_cli("status", out, ok=False), "holds no sort", "give the folder you sorted")
 
 
 # 3 ------------------------------------------------------------------------------------------
@@ -202,6 +206,12 @@ def test_summary_names_the_model_counts_folders_and_says_ignored_options(tmp_pat
     assert "--strictness has no effect below 300" in out and "--min-cluster-size 5 was lowered" in out
     folders = {p.name: len(list(p.iterdir())) for p in (tmp_path / "one-sorted").iterdir() if p.is_dir()}
     assert f"{folders.get('unsorted', 0)} unsorted" in out
+    # an option of the other algorithm says so
+    out = run_cli("cluster", root, *FAST, "--similarity", "0.5").output
+    assert "--similarity applies to average linkage only" in out and "--algorithm agglomerative" in out
+    out = run_cli("cluster", root, *FAST, "--algorithm", "agglomerative", "--similarity", "0.5",
+                  "--min-samples", "2").output
+    assert "--min-samples applies to HDBSCAN only" in out and "--similarity applies" not in out
 
 
 def test_sort_json(sorted_out):

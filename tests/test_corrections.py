@@ -42,7 +42,7 @@ def add_images(root: Path, kind: int, n: int = 3, start: int = 200) -> list[str]
 def test_named_character_keeps_its_name_and_gains_new_images(sorted_collection):
     root, out, where = sorted_collection
     (folder,) = folder_of_character(where, 0)
-    run_cli("name", out, folder, "Rem")
+    assert run_cli("name", out, folder, "Rem").output.strip().endswith(f"10 images now in {out / 'Rem'}")
     assert not (out / folder).exists() and len(list((out / "Rem").iterdir())) == 10
     with Index(default_index_path(root)) as index:
         assert sum(name == "Rem" for name in index.decisions().values()) == 10
@@ -126,7 +126,9 @@ def test_corrections_in_every_mode_lose_nothing_and_undo(collection, mode):
     run_cli("sort", root, "--out", out, "--mode", mode, *FAST)
     folders = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith("character-"))
     run_cli("name", out, folders[0], "Rem")
-    run_cli("merge", out, "Rem", folders[1])
+    n_rem, n_next = (len(list((out / f).iterdir())) for f in ("Rem", folders[1]))
+    said = run_cli("name", out, folders[1], "Rem").output  # naming into an existing name merges
+    assert f"{n_next} image" in said and f"it now holds {n_rem + n_next} images" in said
     picture = next((out / folders[2]).iterdir())
     run_cli("move", out, picture, "--not-character")
     assert (out / "not-a-character" / picture.name).exists() and not picture.exists()

@@ -120,3 +120,4 @@ def test_bfloat16_rows_are_kept_apart_and_close_to_float32(collection, tiny_cnn)
         rows16, v16 = index.embeddings(with_precision(faces, "bfloat16").model_id)
     assert [r.path for r in rows32] == [r.path for r in rows16] and len(rows16) == len(truth)
     assert (np.sum(v32 * v16, axis=1) > 0.99).all() and not np.array_equal(v32, v16)
+    np.testing.assert_allclose(np.linalg.norm(v16, axis=1), 1, atol=1e-5)  # a cosine never passes 1

@@ -154,9 +154,11 @@ def test_triplet_trains_embeds_and_resumes(labelled, tmp_path):
     # the same command again refuses to overwrite; --resume continues to epoch 2
     again = run_cli("train", labelled, "--out", out, *FAST, *TRIPLET, ok=False)
     assert "--resume" in again.output and "Traceback" not in again.output
-    result = run_cli("train", labelled, "--out", out, "--resume", "--epochs", "2", "-q", "--workers", "0")
+    result = run_cli("train", labelled, "--out", out, "--resume", "--epochs", "2", "-q", "--workers", "0",
+                     "--input-size", "48")
     assert "resuming" in result.output
-    assert card_of(out)["epochs"] == 2
+    assert "--input-size ignored: a resumed run keeps the settings" in result.output
+    assert card_of(out)["epochs"] == 2 and card_of(out)["input_size"] == 32
     assert [e["epoch"] for e in log_lines(out)] == [1, 2]
     assert card_of(out)["split"] == split
 
@@ -298,3 +300,37 @@ def test_source_batches_keep_each_batch_inside_one_source():
         seen |= {labels[i] for i in part}
     assert seen == set(labels)                                     # every character once per epoch
     assert sampler.parts(0) == BlogBatchSampler(labels, 3, 9, 4, seed=0, groups=groups).parts(0)
+
+
+def test_unlabelled_images_join_batches_only_as_negatives():
+    labels, counts = sampler_labels()
+    pool = [None] * 20
+    plain = BlogBatchSampler(labels, per_class=4, class_images=12, random_extra=5, seed=3)
+    sampler = BlogBatchSampler(labels + pool, per_class=4, class_images=12, random_extra=5, seed=3, negatives=3)
+    for epoch in range(3):
+        parts = sampler.parts(epoch)
+        assert [part for part, _ in parts] == [part for part, _ in plain.parts(epoch)]  # characters unchanged
+        for part, extra in parts:
+            unlabelled = [i for i in extra if i >= len(labels)]
+            assert len(unlabelled) == 3 and len(extra) == 5 + 3       # random others, then the pool
+            assert all(i < len(labels) for i in part)                  # never a character's image
+    from illusort.train.methods import Triplet
+
+    codes = Triplet(labels + pool, per_class=4, class_images=12, random_extra=5, negatives=3).codes
+    assert len(set(codes[len(labels):].tolist())) == 20                  # each unlabelled image its own
+    assert set(codes[len(labels):].tolist()).isdisjoint(codes[:len(labels)].tolist())
+
+
+def test_negatives_from_an_unlabelled_folder(labelled, tmp_path):
+    pool = tmp_path / "faces"
+    pool.mkdir()
+    for k in range(8):
+        draw_character(50 + k, 0, size=(40, 48)).save(pool / f"{k}.png")
+    out = tmp_path / "neg.pt"
+    result = run_cli("train", labelled, pool, "--out", out, "--negatives", "4", *FAST, *TRIPLET)
+    card = card_of(out)
+    assert card["hyper"]["negatives"] == 4 and card["data"]["unlabelled_images"] == 8
+    assert "ignores them" not in result.output
+    result = run_cli("train", labelled, pool, "--out", tmp_path / "plain.pt", "--source-batches", *FAST, *TRIPLET)
+    assert "--negatives N adds N of them" in result.output
+    assert "--source-batches: every training character comes from one source" in result.output

@@ -31,8 +31,8 @@ class TrainConfig:
     fills them in, so a resolved config holds every value the run used.
 
     `init`: imagenet | none | a backbone name (its ImageNet weights) | PATH of a checkpoint.
-    `batch_size`: triplet: images of the batch's characters (plus `random_extra` others);
-    the other methods: images per batch."""
+    `batch_size`: triplet: images of the batch's characters (plus `random_extra` others and
+    `negatives` unlabelled ones); the other methods: images per batch."""
     method: str = "triplet"
     arch: str | None = None
     init: str = "imagenet"
@@ -46,6 +46,7 @@ class TrainConfig:
     label_depth: int = 1
     per_class: int = 10
     random_extra: int = 100
+    negatives: int = 0                # triplet: unlabelled images (flat in a DIR) added to each batch
     margin: float = 0.1
     loss: str = "triplet"
     optimizer: str = "sgd"

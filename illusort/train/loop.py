@@ -250,7 +250,7 @@ class Trainer:
         if c.method == "triplet":
             self.strategy = Triplet([it.label for it in self.train_items], margin=c.margin, per_class=c.per_class,
                                     class_images=c.batch_size, random_extra=c.random_extra, loss=c.loss,
-                                    ce_weight=c.ce_weight,
+                                    ce_weight=c.ce_weight, negatives=c.negatives,
                                     groups=[it.source for it in self.train_items] if c.source_batches else None,
                                     **common)
         elif c.method == "finetune":
@@ -276,13 +276,19 @@ class Trainer:
             split["dev"] = sorted(set(split["dev"]) | {it.label for it in extra_dev})
             self.split = {"seed": c.seed, **split}
         parts = {name: set(self.split[name]) for name in ("train", "dev", "test")}
-        train_items = [it for it in collection.items if it.label in parts["train"] or (c.dc and it.label is None)]
+        uses_unlabelled = c.dc or c.negatives > 0
+        train_items = [it for it in collection.items
+                       if it.label in parts["train"] or (uses_unlabelled and it.label is None)]
         n_unlabelled = len(collection.unlabelled())
         if not c.dc and not collection.labelled():
             raise TrainError(f"{c.method} needs labelled folders (DIR/<character>/<images>); "
                              f"{', '.join(map(str, self.dirs))} hold only unlabelled images (use --method deepcluster)")
-        if not c.dc and n_unlabelled:
-            self.log(f"note: {n_unlabelled} images lie directly in a DIR (no character folder): {c.method} ignores them")
+        if not uses_unlabelled and n_unlabelled:
+            hint = " (--negatives N adds N of them to each batch)" if c.method == "triplet" else ""
+            self.log(f"note: {n_unlabelled} images lie directly in a DIR (no character folder): {c.method} "
+                     f"ignores them{hint}")
+        elif c.negatives and not n_unlabelled:
+            self.log("note: --negatives found no unlabelled images (images lying directly in a DIR)")
         if len(train_items) < 2:
             raise TrainError(f"too few training images ({len(train_items)})")
         if c.faces != "off":
@@ -306,11 +312,14 @@ class Trainer:
             self.log(f"skipped {path}: {reason}")
         if len(bad) > 10:
             self.log(f"... and {len(bad) - 10} more unreadable images skipped")
+        if c.source_batches and len({it.source for it in self.train_items if it.label is not None}) < 2:
+            self.log("note: --source-batches: every training character comes from one source, so batches are "
+                     "as without it (give a folder of sources with --label-depth 2, or several DIRs)")
         if len({it.label for it in self.dev_items}) < 2:
             self.log("note: no dev characters (too few labelled characters, or unlabelled data without --dev): "
                      "every epoch replaces the last, and the model gets no threshold")
         self.data_summary = _data_summary(collection, self.dirs, self.dev_dirs, self.train_items, self.dev_items,
-                                          self.test_items, len(bad), c.dc)
+                                          self.test_items, len(bad))
 
     def resume(self) -> None:
         """Restore the optimizer, method state, position and best epoch of the resume state."""
@@ -509,7 +518,7 @@ def score_test_set(net, images, labels, size, device, seed, threshold=None) -> d
     return _plain(result)
 
 
-def _data_summary(collection, dirs, dev_dirs, train_items, dev_items, test_items, skipped, dc) -> dict:
+def _data_summary(collection, dirs, dev_dirs, train_items, dev_items, test_items, skipped) -> dict:
     def chars(items):
         return len({it.label for it in items if it.label is not None})
 
@@ -517,6 +526,6 @@ def _data_summary(collection, dirs, dev_dirs, train_items, dev_items, test_items
         "folders": [str(d) for d in dirs], "dev_folders": [str(d) for d in dev_dirs],
         "characters": {"train": chars(train_items), "dev": chars(dev_items), "test": chars(test_items)},
         "images": {"train": len(train_items), "dev": len(dev_items), "test": len(test_items)},
-        "unlabelled_images": sum(it.label is None for it in train_items) if dc else 0,
+        "unlabelled_images": sum(it.label is None for it in train_items),
         "skipped": skipped,
     }

@@ -42,13 +42,23 @@ class Triplet:
 
     def __init__(self, labels: list[str], *, margin=0.1, per_class=10, class_images=100, random_extra=100,
                  seed=0, loss="triplet", feature_dim=None, device="cpu", ce_weight=0.0, ce_scale=16.0,
-                 groups=None, **_):
+                 groups=None, negatives=0, **_):
         from pytorch_metric_learning import distances, losses, miners
 
         from .sampler import BlogBatchSampler
 
-        self.codes = torch.as_tensor(np.unique(np.asarray(labels), return_inverse=True)[1], dtype=torch.long)
-        self.sampler = BlogBatchSampler(labels, per_class, class_images, random_extra, seed, groups)
+        # Unlabelled images (label None) are negatives only: each gets a code of its own,
+        # after the characters' codes, so it is never anyone's positive.
+        unlabelled = np.asarray([label is None for label in labels], bool)
+        codes = np.full(len(labels), -1)
+        n_classes = 0
+        if (~unlabelled).any():
+            _, codes[~unlabelled] = np.unique(np.asarray(labels, object)[~unlabelled].astype(str),
+                                              return_inverse=True)
+            n_classes = int(codes.max()) + 1
+        codes[unlabelled] = n_classes + np.arange(int(unlabelled.sum()))
+        self.codes, self.n_classes = torch.as_tensor(codes, dtype=torch.long), n_classes
+        self.sampler = BlogBatchSampler(labels, per_class, class_images, random_extra, seed, groups, negatives)
         self.miner = None
         if loss == "triplet":
             self.loss_fn = losses.TripletMarginLoss(margin=margin, distance=distances.CosineSimilarity())
@@ -56,8 +66,7 @@ class Triplet:
             self.loss_fn = losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5)
             self.miner = miners.MultiSimilarityMiner(epsilon=0.1)
         elif loss in ("arcface", "subcenter-arcface"):  # a learned centre (or 3) per training character
-            n_classes = len(np.unique(np.asarray(labels)))
-            sizes = {"num_classes": n_classes, "embedding_size": feature_dim}
+            sizes = {"num_classes": len(labels) if negatives else n_classes, "embedding_size": feature_dim}
             self.loss_fn = (losses.ArcFaceLoss(**sizes) if loss == "arcface"
                             else losses.SubCenterArcFaceLoss(**sizes, sub_centers=3)).to(device)
         else:
@@ -68,7 +77,7 @@ class Triplet:
         self.ce_weight, self.ce_scale = float(ce_weight), float(ce_scale)
         self.proxies = None
         if self.ce_weight > 0:
-            self.proxies = nn.Linear(feature_dim, int(self.codes.max()) + 1, bias=False).to(device)
+            self.proxies = nn.Linear(feature_dim, n_classes, bias=False).to(device)
 
     def modules(self) -> list[nn.Module]:
         out = [self.loss_fn] if any(True for _ in self.loss_fn.parameters()) else []
@@ -84,9 +93,10 @@ class Triplet:
         embeddings, codes = net(x), self.codes[idx].to(x.device)
         pairs = self.miner(embeddings, codes) if self.miner else None
         loss = self.loss_fn(embeddings, codes, pairs)
-        if self.proxies is not None:
-            logits = F.normalize(embeddings, dim=1) @ F.normalize(self.proxies.weight, dim=1).T
-            loss = loss + self.ce_weight * F.cross_entropy(self.ce_scale * logits, codes)
+        labelled = codes < self.n_classes
+        if self.proxies is not None and labelled.any():  # over the characters only
+            logits = F.normalize(embeddings[labelled], dim=1) @ F.normalize(self.proxies.weight, dim=1).T
+            loss = loss + self.ce_weight * F.cross_entropy(self.ce_scale * logits, codes[labelled])
         return loss
 
     def state(self) -> dict:
