@@ -391,6 +391,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="pictures in the folder")
     parser.add_argument("--query-n", type=int, default=100_000, help="embeddings for the query timing (0: skip)")
     parser.add_argument("--skip-old", action="store_true", help="new code path only")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the floor (decode + forward of every picture): for re-run ratios at large --n")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     import warnings
@@ -408,7 +410,7 @@ def main() -> None:
         truth = make_folder(root, args.n, args.seed, cast)
         paths = sorted(truth)
         sizes = [os.path.getsize(root / p) for p in paths]
-        fl = floor(root, paths)
+        fl = None if args.no_floor else floor(root, paths)
         runs = {}
         variants = [("new", {}, [])] if args.skip_old else [("old", OLD_ENV, OLD_ARGS), ("new", {}, [])]
 
@@ -449,16 +451,21 @@ def report(args, fl, runs, variants, cluster, install_compile, accuracy, query, 
     n = args.n
     print(f"## bench_sort — {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()} ({os.cpu_count()} cores), "
           f"one run\n")
-    print(f"`python benchmarks/bench_sort.py --n {n} --query-n {args.query_n}`: {n} pictures "
+    flags = "".join(f" --{k.replace('_', '-')}" for k in ("skip_old", "no_floor") if getattr(args, k))
+    precision = "" if fl is None else f" (precision {fl['precision']})"
+    print(f"`python benchmarks/bench_sort.py --n {n} --query-n {args.query_n}{flags}`: {n} pictures "
           f"({'characters of ../shared/data' if DATA.is_dir() else 'drawn faces'}), "
           f"{sum(sizes) / 2**20:.0f} MB, median file {statistics.median(sizes) / 1024:.0f} KB; "
           f"old = `ILLUSORT_SLOW=all --precision float32 --workers 0` (the code path before issue 14), "
-          f"new = defaults (precision {fl['precision']}).\n")
-    print(f"Floor: decoding at reduced scale {fl['decode']:.1f} s + bare forward ({fl['precision']}, "
-          f"{1000 * fl['forward per image ' + fl['precision']]:.2f} ms/picture on {fl['threads ' + fl['precision']]} "
-          f"thread(s), the faster of 1 and all; float32 {1000 * fl['forward per image float32']:.2f} ms on "
-          f"{fl['threads float32']}) {fl['forward']:.1f} s = **{fl['total']:.1f} s** "
-          f"({n / fl['total']:.1f} pictures/s).\n")
+          f"new = defaults{precision}.\n")
+    if fl is None:
+        print("Floor: not measured (--no-floor).\n")
+    else:
+        print(f"Floor: decoding at reduced scale {fl['decode']:.1f} s + bare forward ({fl['precision']}, "
+              f"{1000 * fl['forward per image ' + fl['precision']]:.2f} ms/picture on "
+              f"{fl['threads ' + fl['precision']]} thread(s), the faster of 1 and all; float32 "
+              f"{1000 * fl['forward per image float32']:.2f} ms on {fl['threads float32']}) {fl['forward']:.1f} s "
+              f"= **{fl['total']:.1f} s** ({n / fl['total']:.1f} pictures/s).\n")
     header = ["run", *PHASES, "whole", "pictures/s", "vs floor"]
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
@@ -467,7 +474,8 @@ def report(args, fl, runs, variants, cluster, install_compile, accuracy, query, 
             r = runs[name, stage]
             cells = [f"{name}: {stage}"] + [f"{r[p]:.1f}" for p in PHASES]
             if stage == "first":
-                cells += [f"{r['wall']:.1f}", f"{n / r['wall']:.1f}", f"**{fl['total'] / r['wall']:.2f}**"]
+                cells += [f"{r['wall']:.1f}", f"{n / r['wall']:.1f}",
+                          "" if fl is None else f"**{fl['total'] / r['wall']:.2f}**"]
             elif stage == "unchanged":
                 cells += [f"{r['wall']:.1f}", "", f"{r['wall'] / runs[name, 'first']['wall']:.3f} of the first"]
             else:
