@@ -747,9 +747,9 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
 @click.option("--device", type=click.Choice(registry.DEVICES), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=None, help="Decoding processes (default: up to 4).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted (or finished) run at --out.")
-@click.option("--faces", type=click.Choice(["off", "auto", "always"]), default="off", show_default=True,
+@click.option("--faces", type=click.Choice(["off", "auto", "always"]), default="auto", show_default=True,
               help="Train on the largest anime face of each image (auto: when it is small in the image), as "
-                   "`embed --faces` would crop it.")
+                   "`embed --faces` crops it: the same default, so the model trains on what it will be shown.")
 @click.option("--overwrite", is_flag=True, help="Start again even though --out exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @fail_cleanly

@@ -14,7 +14,7 @@ from illusort.train.sampler import BlogBatchSampler
 
 from conftest import draw_character, run_cli
 
-FAST = ["--init", "none", "--input-size", "32", "--epochs", "1", "--workers", "0", "-q"]
+FAST = ["--init", "none", "--input-size", "32", "--epochs", "1", "--workers", "0", "-q", "--faces", "off"]
 TRIPLET = ["--batch-size", "12", "--per-class", "4", "--random-extra", "6"]
 
 
@@ -284,7 +284,7 @@ def test_train_on_face_crops(tmp_path, monkeypatch):
 
     monkeypatch.setattr(embed, "crops", recorded)
     out = tmp_path / "faces.pt"
-    run_cli("train", root, "--out", out, "--faces", "always", *FAST, *TRIPLET)
+    run_cli("train", root, "--out", out, *FAST, *TRIPLET, "--faces", "always")
     assert card_of(out)["hyper"]["faces"] == "always"
     assert len(boxes) == 20 and all(box is not None for box in boxes), "every training image cut to its face"
 
