@@ -51,7 +51,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.cache and args.cache.exists():
         blob = np.load(args.cache, allow_pickle=False)
-        if str(blob["part"]) != args.part if "part" in blob.files else args.part != "test":
+        stored = str(blob["part"]) if "part" in blob.files else "test"   # caches before --part held test
+        if stored != args.part:
             sys.exit(f"{args.cache} holds other characters than --part {args.part}: give another --cache")
         vectors, labels, threshold = blob["vectors"], blob["labels"].tolist(), float(blob["threshold"])
     else:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shlex
 import sys
 import warnings
 from collections import Counter
@@ -181,10 +180,10 @@ def clustering_line(clustering) -> str:
 
 def ignored_options(kwargs_given: dict, clustering) -> list[str]:
     """Notes for options the user gave that had no effect on this clustering."""
-    from .cluster import UMAP_MIN_ITEMS, effective_min_cluster_size
+    from .cluster import AUTO_AGGLOMERATIVE, UMAP_MIN_ITEMS, effective_min_cluster_size
 
-    from .cluster import AUTO_AGGLOMERATIVE
-
+    if "reused" in clustering.params:   # an unchanged folder's clustering, made (and noted) before
+        return []
     notes, n = [], len(clustering.labels)
     hdbscan = clustering.params.get("algorithm") == "hdbscan"
     if hdbscan and kwargs_given.get("algorithm") == "auto" and AUTO_AGGLOMERATIVE[0] <= n <= AUTO_AGGLOMERATIVE[1]:
@@ -200,7 +199,7 @@ def ignored_options(kwargs_given: dict, clustering) -> list[str]:
             notes.append(f"{flag} applies to {owner} only; these {n} pictures were clustered by {algorithm} "
                          f"(--algorithm {'hdbscan' if owner == 'HDBSCAN' else 'agglomerative'} to use it)")
     requested = kwargs_given.get("min_cluster_size")
-    if requested and "reused" not in clustering.params:
+    if requested:
         used = effective_min_cluster_size(n, requested)
         if used < requested:
             notes.append(f"--min-cluster-size {requested} was lowered to {used} for {n} pictures "
@@ -468,6 +467,10 @@ def name(out, folder, name, index_path, source):
     corrections.check_character_name(name)
     moved = corrections.name_character(out, folder, name, index_path, source)
     total = len(corrections.folder_entries(out, name))
+    if folder.strip("/") == name:   # named already (e.g. renamed in a file manager): now remembered too
+        click.echo(f"{Path(out) / name} already has that name: its {plural(total, 'image')} stay {name} "
+                   "in later sorts")
+        return
     held = "" if total == len(moved) else f" (merged: it now holds {plural(total, 'image')})"
     click.echo(f"{plural(len(moved), 'image')} now in {Path(out) / name}{held}")
 
@@ -566,7 +569,7 @@ def status(path, as_json):
             echo(f"  ... {len(info['suggestions']) - 30} more (--json lists all)")
     rerun = info["rerun"]
     if info["out"] is None:
-        echo(f"no sort stands (none made yet, or undone): `illusort sort {shlex.quote(info['folder'])}` places the "
+        echo(f"no sort stands (none made yet, or undone): `{info['sort_again']}` places the "
              f"{plural(info['indexed'], 'picture')} indexed without embedding them again"
              + ("" if rerun["up_to_date"] else " and embeds what is new or changed"))
     elif rerun["up_to_date"]:
@@ -730,7 +733,7 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
 @click.option("--random-extra", type=click.IntRange(0), default=100, show_default=True,
               help="triplet: random images of other characters added to each batch as negatives.")
 @click.option("--negatives", type=click.IntRange(0), default=0, show_default=True,
-              help="triplet: unlabelled images (those lying directly in a DIR, e.g. a folder of faces) added "
+              help="triplet: unlabelled images (those above the character level, e.g. a flat folder of faces) added "
                    "to each batch as negatives, each a character of its own (the blog's random images).")
 @click.option("--input-size", type=click.IntRange(16), default=None,
               help="Input pixels (default 128, practical on a CPU; recorded in the model card).")
@@ -769,13 +772,17 @@ def train_command(dirs, quiet, **kwargs):
     run = {k: kwargs.pop(k) for k in ("out", "device", "workers", "resume", "overwrite", "dev_dirs")}
     if run["resume"]:
         run["epochs"] = kwargs["epochs"]
-        stored = sorted(f"--{k.replace('_', '-')}" for k in kwargs if k != "epochs" and given(k))
-        if stored:
-            click.echo(f"note: {', '.join(stored)} ignored: a resumed run keeps the settings it started with "
-                       "(only --epochs changes)", err=True)
     try:
-        card = Trainer(list(dirs), TrainConfig(**kwargs), progress=show_progress(quiet),
-                       log=lambda message: click.echo(message, err=True), **run).train()
+        trainer = Trainer(list(dirs), TrainConfig(**kwargs), progress=show_progress(quiet),
+                          log=lambda message: click.echo(message, err=True), **run)
+        if run["resume"]:
+            stored = trainer.config.to_dict()
+            changed = sorted(f"--{k.replace('_', '-')}" for k, value in kwargs.items()
+                             if k != "epochs" and given(k) and stored.get(k) != value)
+            if changed:
+                click.echo(f"note: {', '.join(changed)} ignored: a resumed run keeps the settings it started with "
+                           "(only --epochs changes)", err=True)
+        card = trainer.train()
     except TrainError as error:
         raise click.ClickException(str(error)) from None
     except TrainingInterrupted as stop:

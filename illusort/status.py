@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -170,8 +171,6 @@ def suggestions(manifest: dict, db: sqlite3.Connection | None, model: str | None
 
 
 def quote(text: str) -> str:
-    import shlex
-
     return shlex.quote(text)
 
 
@@ -192,8 +191,9 @@ def status(path: Path) -> dict:
         if out is None:
             db = open_index(root)
             if db is None:
-                raise InputError(f"{path} holds no sort and was never sorted (an undone sort leaves none): give "
-                                 f"the folder you sorted, or run: illusort sort {path}")
+                raise InputError(f"{path} holds no sort and has no index: it is neither a sort's output (an undone "
+                                 f"one leaves none) nor a sorted folder; give the folder you sorted, or run: "
+                                 f"illusort sort {shlex.quote(str(path))}")
             db.close()
         manifest = read_manifest(out) if out else None
     db = open_index(root)
@@ -230,7 +230,25 @@ def _status(root: Path, out: Path | None, manifest: dict | None, db) -> dict:
     result["suggestions"] = ([{"file": dest, **s} for dest, s in sorted(suggestions(manifest, db, model, out).items())]
                              if manifest else [])
     result["rerun"] = rerun_changes(root, out, manifest, db, model)
+    if out is None:
+        result["sort_again"] = sort_again(root, meta)
     return result
+
+
+def sort_again(root: Path, meta: dict) -> str:
+    """The `illusort sort` that repeats the last sort's model, faces and output folder: the one
+    that places the indexed pictures without embedding them again."""
+    from .registry import DEFAULT_MODEL
+    from .workflow import default_output
+
+    words = ["illusort", "sort", str(root)]
+    if meta.get("out") and Path(meta["out"]) != default_output(root).resolve():
+        words += ["--out", meta["out"]]
+    if meta.get("model") and meta["model"] != DEFAULT_MODEL:
+        words += ["--model", meta["model"]]
+    if meta.get("faces") and meta["faces"] != "auto":
+        words += ["--faces", meta["faces"]]
+    return shlex.join(words)
 
 
 def rerun_changes(root: Path, out: Path | None, manifest: dict | None, db, model: str | None) -> dict:

@@ -70,6 +70,7 @@ def test_undo_is_a_command_and_sort_undo_out_works(sorted_out, tmp_path):
     assert "undone" in run_cli("undo", out).output and not (out / ".illusort-sort.json").exists()
     said = run_cli("status", root).output  # after an undo: no sort stands, and a re-run places them again
     assert "no sort stands" in said and "would change nothing" not in said
+    assert f"--out {out}" in said and "--model hsv-hist" in said   # the sort that reuses the index's vectors
     if out.exists():
         one_line_error(run_cli("status", out, ok=False), "holds no sort", "give the folder you sorted")
 
@@ -212,6 +213,10 @@ def test_summary_names_the_model_counts_folders_and_says_ignored_options(tmp_pat
     out = run_cli("cluster", root, *FAST, "--algorithm", "agglomerative", "--similarity", "0.5",
                   "--min-samples", "2").output
     assert "--min-samples applies to HDBSCAN only" in out and "--similarity applies" not in out
+    # an unchanged folder keeps its clustering: no note about options it did not re-apply
+    for _ in range(2):
+        out = run_cli("sort", root, *FAST, "--min-samples", "2").output
+    assert "applies to" not in out and "by auto" not in out
 
 
 def test_sort_json(sorted_out):

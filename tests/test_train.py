@@ -161,6 +161,9 @@ def test_triplet_trains_embeds_and_resumes(labelled, tmp_path):
     assert card_of(out)["epochs"] == 2 and card_of(out)["input_size"] == 32
     assert [e["epoch"] for e in log_lines(out)] == [1, 2]
     assert card_of(out)["split"] == split
+    # the first command again, with --resume: the settings it repeats are not "ignored"
+    result = run_cli("train", labelled, "--out", out, *FAST, *TRIPLET, "--resume", "--epochs", "3")
+    assert "ignored" not in result.output and card_of(out)["epochs"] == 3
 
 
 def test_finetune_then_ft_plus_dc(labelled, tmp_path):
@@ -334,3 +337,7 @@ def test_negatives_from_an_unlabelled_folder(labelled, tmp_path):
     result = run_cli("train", labelled, pool, "--out", tmp_path / "plain.pt", "--source-batches", *FAST, *TRIPLET)
     assert "--negatives N adds N of them" in result.output
     assert "--source-batches: every training character comes from one source" in result.output
+    for wrong in (["--loss", "arcface"], ["--method", "finetune"]):   # no pair loss to be a negative in
+        result = run_cli("train", labelled, pool, "--out", tmp_path / "x.pt", "--negatives", "4", *FAST, *wrong,
+                         ok=False)
+        assert "--negatives adds unlabelled images" in result.output and "Traceback" not in result.output

@@ -46,7 +46,7 @@ class TrainConfig:
     label_depth: int = 1
     per_class: int = 10
     random_extra: int = 100
-    negatives: int = 0                # triplet: unlabelled images (flat in a DIR) added to each batch
+    negatives: int = 0                # triplet: unlabelled images (no character folder) added to each batch
     margin: float = 0.1
     loss: str = "triplet"
     optimizer: str = "sgd"
@@ -113,6 +113,9 @@ class TrainConfig:
             if arch not in (None, parent_card["arch"]):
                 raise TrainError(f"--init {init} is a {parent_card['arch']} checkpoint; --arch {arch} does not fit it")
             arch, init = parent_card["arch"], str(path)
+        if self.negatives and (self.method != "triplet" or self.loss in ("arcface", "subcenter-arcface")):
+            raise TrainError("--negatives adds unlabelled images to pair-loss batches: use it with --method triplet "
+                             "and --loss triplet or multi-similarity (ArcFace learns one centre per character)")
         if self.method == "ft+dc" and parent_card is None:
             raise TrainError("--method ft+dc starts DeepCluster from a finetune checkpoint: give it with --init PATH")
         arch = arch or d["arch"]

@@ -276,7 +276,7 @@ class Trainer:
             split["dev"] = sorted(set(split["dev"]) | {it.label for it in extra_dev})
             self.split = {"seed": c.seed, **split}
         parts = {name: set(self.split[name]) for name in ("train", "dev", "test")}
-        uses_unlabelled = c.dc or c.negatives > 0
+        uses_unlabelled = c.dc or (c.method == "triplet" and c.negatives > 0)
         train_items = [it for it in collection.items
                        if it.label in parts["train"] or (uses_unlabelled and it.label is None)]
         n_unlabelled = len(collection.unlabelled())
@@ -285,10 +285,10 @@ class Trainer:
                              f"{', '.join(map(str, self.dirs))} hold only unlabelled images (use --method deepcluster)")
         if not uses_unlabelled and n_unlabelled:
             hint = " (--negatives N adds N of them to each batch)" if c.method == "triplet" else ""
-            self.log(f"note: {n_unlabelled} images lie directly in a DIR (no character folder): {c.method} "
+            self.log(f"note: {n_unlabelled} images have no character folder (they lie above the character level): {c.method} "
                      f"ignores them{hint}")
         elif c.negatives and not n_unlabelled:
-            self.log("note: --negatives found no unlabelled images (images lying directly in a DIR)")
+            self.log("note: --negatives found no unlabelled images (images above the character level, e.g. a flat folder)")
         if len(train_items) < 2:
             raise TrainError(f"too few training images ({len(train_items)})")
         if c.faces != "off":

@@ -66,7 +66,7 @@ class Triplet:
             self.loss_fn = losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5)
             self.miner = miners.MultiSimilarityMiner(epsilon=0.1)
         elif loss in ("arcface", "subcenter-arcface"):  # a learned centre (or 3) per training character
-            sizes = {"num_classes": len(labels) if negatives else n_classes, "embedding_size": feature_dim}
+            sizes = {"num_classes": n_classes, "embedding_size": feature_dim}
             self.loss_fn = (losses.ArcFaceLoss(**sizes) if loss == "arcface"
                             else losses.SubCenterArcFaceLoss(**sizes, sub_centers=3)).to(device)
         else:
