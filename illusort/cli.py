@@ -463,11 +463,11 @@ def name(out, folder, name, index_path, source):
     from .status import find_sort
 
     find_sort(out, "name")
-    corrections.check_character_folder(folder)
+    folder = corrections.check_character_folder(folder)
     corrections.check_character_name(name)
     moved = corrections.name_character(out, folder, name, index_path, source)
     total = len(corrections.folder_entries(out, name))
-    if folder.strip("/") == name:   # named already (e.g. renamed in a file manager): now remembered too
+    if folder == name:   # named already (e.g. renamed in a file manager): now remembered too
         click.echo(f"{Path(out) / name} already has that name: its {plural(total, 'image')} stay {name} "
                    "in later sorts")
         return
@@ -488,8 +488,7 @@ def merge(out, into, others, index_path, source):
     from .status import find_sort
 
     find_sort(out, "merge")
-    for character in (into, *others):
-        corrections.check_character_folder(character)
+    into, *others = (corrections.check_character_folder(character) for character in (into, *others))
     moved = corrections.merge_characters(out, into, list(others), index_path, source)
     click.echo(f"{plural(len(moved), 'image')} moved into {Path(out) / into}")
 
@@ -578,7 +577,7 @@ def status(path, as_json):
         parts = [f"{len(rerun['new'])} new", f"{len(rerun['changed'])} changed", f"{len(rerun['deleted'])} deleted"]
         renamed = ", ".join(f"{a} -> {b}" for a, b in rerun["renamed_folders"].items())
         echo(f"a re-run would take in: {', '.join(parts)} pictures" + (f"; folders renamed by hand: {renamed}" if renamed else "")
-             + f"   (illusort sort {info['folder']}" + (f" --out {info['out']})" if info['out'] else ")"))
+             + f"   ({info['sort_again']})")
 
 
 @main.command()

@@ -36,7 +36,9 @@ def check_character_name(name: str, option: str = "NAME") -> str:
 
 
 def check_character_folder(folder: str) -> str:
-    """FOLDER of `name`/`merge` must be a character, not the leftovers or the set-aside."""
+    """FOLDER of `name`/`merge` must be a character, not the leftovers or the set-aside. Returns
+    it as the manifest spells it (`Rem/` and `./Rem`, as shells complete them, are `Rem`)."""
+    folder = Path(folder).as_posix()
     if folder in RESERVED:
         raise InputError(f"'{folder}' is not a character folder; move its pictures one by one with "
                          f"illusort move OUT {folder}/FILE --to NAME")

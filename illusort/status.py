@@ -230,24 +230,25 @@ def _status(root: Path, out: Path | None, manifest: dict | None, db) -> dict:
     result["suggestions"] = ([{"file": dest, **s} for dest, s in sorted(suggestions(manifest, db, model, out).items())]
                              if manifest else [])
     result["rerun"] = rerun_changes(root, out, manifest, db, model)
-    if out is None:
-        result["sort_again"] = sort_again(root, meta)
+    result["sort_again"] = sort_again(root, out, meta)
     return result
 
 
-def sort_again(root: Path, meta: dict) -> str:
-    """The `illusort sort` that repeats the last sort's model, faces and output folder: the one
-    that places the indexed pictures without embedding them again."""
+def sort_again(root: Path, out: Path | None, meta: dict) -> str:
+    """The `illusort sort` that repeats the last sort (output folder, model, faces, mode): the
+    one that reuses the index's vectors instead of embedding the pictures again."""
     from .registry import DEFAULT_MODEL
     from .workflow import default_output
 
+    out = out or (Path(meta["out"]) if meta.get("out") else None)
+    model = meta.get("model_arg", meta.get("model"))
     words = ["illusort", "sort", str(root)]
-    if meta.get("out") and Path(meta["out"]) != default_output(root).resolve():
-        words += ["--out", meta["out"]]
-    if meta.get("model") and meta["model"] != DEFAULT_MODEL:
-        words += ["--model", meta["model"]]
-    if meta.get("faces") and meta["faces"] != "auto":
-        words += ["--faces", meta["faces"]]
+    for option, value, default in (("--out", out and str(out), str(default_output(root).resolve())),
+                                   ("--model", model, DEFAULT_MODEL), ("--layer", meta.get("layer"), None),
+                                   ("--faces", meta.get("faces"), "auto"), ("--precision", meta.get("precision"), "auto"),
+                                   ("--mode", meta.get("mode"), "symlink")):
+        if value and value != default:
+            words += [option, value]
     return shlex.join(words)
 
 

@@ -281,10 +281,21 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
             return run
         run.result = apply_sort(root, out, planned, mode, settings.progress)
         index.set_meta(LAST_SORT, {"out": str(Path(out).resolve()), "model": name, "model_id": model.model_id,
+                                   "model_arg": model_argument(settings.model), "layer": settings.layer,
+                                   "precision": settings.precision,
                                    "faces": model.faces, "mode": mode, "time": time.strftime("%FT%T%z"),
                                    "threshold": model.threshold, "options": cluster_options,
                                    "known": str(Path(known).resolve()) if known else None})
     return run
+
+
+def model_argument(model: str | None) -> str | None:
+    """`--model` as a later command from any folder finds it again: a checkpoint's absolute path,
+    a registered name as it is (None: the default)."""
+    from .registry import find_model_file
+
+    path = find_model_file(model) if model else None
+    return str(path.resolve()) if path is not None and Path(model).expanduser().exists() else model
 
 
 def plan_changes(planned: list[Entry], previous: list[Entry]) -> dict:

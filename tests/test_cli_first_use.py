@@ -65,12 +65,12 @@ def test_undo_is_a_command_and_sort_undo_out_works(sorted_out, tmp_path):
     root, out = sorted_out
     result = run_cli("sort", "--undo", "--out", out)
     assert "undone" in result.output and not out.exists() or not any(out.iterdir())
-    run_cli("sort", root, "--out", out, *FAST)
+    run_cli("sort", root, "--out", out, "--mode", "copy", *FAST)
     one_line_error(run_cli("undo", root, ok=False), "folder you sorted", f"illusort undo {out}")
     assert "undone" in run_cli("undo", out).output and not (out / ".illusort-sort.json").exists()
     said = run_cli("status", root).output  # after an undo: no sort stands, and a re-run places them again
     assert "no sort stands" in said and "would change nothing" not in said
-    assert f"--out {out}" in said and "--model hsv-hist" in said   # the sort that reuses the index's vectors
+    assert f"--out {out}" in said and "--model hsv-hist" in said and "--mode copy" in said   # the same sort again
     if out.exists():
         one_line_error(run_cli("status", out, ok=False), "holds no sort", "give the folder you sorted")
 

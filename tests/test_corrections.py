@@ -129,7 +129,7 @@ def test_corrections_in_every_mode_lose_nothing_and_undo(collection, mode):
     n_rem, n_next = (len(list((out / f).iterdir())) for f in ("Rem", folders[1]))
     said = run_cli("name", out, folders[1], "Rem").output  # naming into an existing name merges
     assert f"{n_next} image" in said and f"it now holds {n_rem + n_next} images" in said
-    said = run_cli("name", out, "Rem", "Rem").output
+    said = run_cli("name", out, "Rem/", "Rem").output   # as a shell completes it
     assert f"already has that name: its {n_rem + n_next} images stay Rem" in said and "now in" not in said
     picture = next((out / folders[2]).iterdir())
     run_cli("move", out, picture, "--not-character")
