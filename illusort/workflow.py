@@ -292,10 +292,8 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
 def model_argument(model: str | None) -> str | None:
     """`--model` as a later command from any folder finds it again: a checkpoint's absolute path,
     a registered name as it is (None: the default)."""
-    from .registry import find_model_file
-
-    path = find_model_file(model) if model else None
-    return str(path.resolve()) if path is not None and Path(model).expanduser().exists() else model
+    path = Path(model).expanduser() if model else None
+    return str(path.resolve()) if path is not None and path.is_file() else model
 
 
 def plan_changes(planned: list[Entry], previous: list[Entry]) -> dict:
