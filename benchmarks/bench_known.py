@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,10 @@ def main() -> None:
             sub = [x for x, m in zip(labels, mask) if m]
             if len(set(sub)) < 2:
                 continue
+            largest = max(Counter(sub).values())
             for refs in args.refs:
+                if largest <= refs:  # no character has a picture beyond its references: nothing to score
+                    continue
                 s = folder_scores(vectors[mask], sub, refs, model.known_threshold_for)
                 print(f"| {spec} | {name} | {rule} | {refs} | {s['precision']:.1%} ({s['named']}) | "
                       f"{s['recall']:.1%} | {s['forced']:.1%} |", flush=True)

@@ -735,7 +735,8 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
               help="triplet: unlabelled images (those above the character level, e.g. a flat folder of faces) added "
                    "to each batch as negatives, each a character of its own (the blog's random images).")
 @click.option("--input-size", type=click.IntRange(16), default=None,
-              help="Input pixels (default 128, practical on a CPU; recorded in the model card).")
+              help="Input pixels (default: the --init model's, 160 for the shipped one; 128 from "
+                   "ImageNet; recorded in the model card).")
 @click.option("--embed-dim", type=click.IntRange(0), default=None,
               help="Linear embedding head size (default 500 for triplet; none (0) for the others).")
 @click.option("--k", type=click.IntRange(2), default=3000, show_default=True,
