@@ -572,7 +572,7 @@ def status(path, as_json):
              f"{plural(info['indexed'], 'picture')} indexed without embedding them again"
              + ("" if rerun["up_to_date"] else " and embeds what is new or changed"))
     elif rerun["up_to_date"]:
-        echo("a re-run would change nothing: no new, changed or deleted pictures")
+        echo(f"a re-run would change nothing: no new, changed or deleted pictures   ({info['sort_again']})")
     else:
         parts = [f"{len(rerun['new'])} new", f"{len(rerun['changed'])} changed", f"{len(rerun['deleted'])} deleted"]
         renamed = ", ".join(f"{a} -> {b}" for a, b in rerun["renamed_folders"].items())

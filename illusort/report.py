@@ -118,7 +118,7 @@ def faces_and_hints(manifest: dict, root: Path, index_path: Path | None, out: Pa
 
     db = status.open_index(root, index_path)
     try:
-        model = status.model_key(db)
+        model = status.model_key(db, out)
         return status.face_boxes(manifest, db, model), status.suggestions(manifest, db, model, out)
     finally:
         if db is not None:

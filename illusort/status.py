@@ -21,7 +21,13 @@ from .manifest import MANIFEST, Entry, read_manifest
 from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
 
 NUMBERED = re.compile(r"character-\d+")
-LAST_SORT = "last sort"  # index meta written by `workflow.sort_folder`
+LAST_SORT = "last sort"  # index meta written by `workflow.sort_folder`: the latest sort, any OUT
+
+
+def sort_key(out: Path) -> str:
+    """The index meta key of the last sort into OUT: one folder sorted into several outputs
+    (say, with two models) keeps each output's model and options apart."""
+    return f"sort into {os.path.realpath(out)}"
 
 
 def find_sort(path: Path, command: str = "report") -> tuple[Path, dict]:
@@ -80,21 +86,25 @@ def open_index(root: Path, index_path: Path | None = None) -> sqlite3.Connection
         return None
 
 
-def last_sort(db: sqlite3.Connection | None) -> dict:
+def last_sort(db: sqlite3.Connection | None, out: Path | None = None) -> dict:
+    """The record of the last sort into OUT (of any output when OUT is None); {} when none."""
     if db is None:
         return {}
     try:
-        row = db.execute("SELECT value FROM meta WHERE key=?", (LAST_SORT,)).fetchone()
+        row = db.execute("SELECT value FROM meta WHERE key=?", (sort_key(out) if out else LAST_SORT,)).fetchone()
+        if row is None and out is not None:  # an index from before per-output records
+            latest = last_sort(db)
+            return latest if latest.get("out") == os.path.realpath(out) else {}
     except sqlite3.Error:
         return {}
     return json.loads(row[0]) if row else {}
 
 
-def model_key(db: sqlite3.Connection | None) -> str | None:
-    """The index key of the model the last sort used (else the one with most rows)."""
+def model_key(db: sqlite3.Connection | None, out: Path | None = None) -> str | None:
+    """The index key of the model the last sort into OUT used (else the one with most rows)."""
     if db is None:
         return None
-    meta = last_sort(db)
+    meta = last_sort(db, out)
     if meta.get("model_id"):
         return meta["model_id"]
     row = db.execute("SELECT model FROM items GROUP BY model ORDER BY COUNT(*) DESC LIMIT 1").fetchone()
@@ -164,7 +174,7 @@ def suggestions(manifest: dict, db: sqlite3.Connection | None, model: str | None
         folder = names[best]
         command = f"illusort move {quote(str(out)) if out else 'OUT'} {quote(e.dest)} --to {quote(folder)}"
         found[e.dest] = {"folder": folder, "similarity": round(float(sims[best]), 3), "command": command}
-        threshold = last_sort(db).get("threshold")
+        threshold = last_sort(db, out).get("threshold")
         if threshold is not None:
             found[e.dest]["likely"] = bool(sims[best] >= threshold)  # at or above the model's same-character point
     return found
@@ -205,8 +215,8 @@ def status(path: Path) -> dict:
 
 
 def _status(root: Path, out: Path | None, manifest: dict | None, db) -> dict:
-    meta = last_sort(db)
-    model = model_key(db)
+    meta = last_sort(db, out)
+    model = model_key(db, out)
     result = {"folder": str(root), "out": str(out) if out else None, "model": meta.get("model") or model,
               "faces": meta.get("faces"), "last_run": meta.get("time") or (manifest or {}).get("updated"),
               "mode": (manifest or {}).get("mode")}

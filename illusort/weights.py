@@ -20,7 +20,7 @@ import torch
 from . import nets
 from .errors import ModelError  # noqa: F401 (also importable from here, as before)
 from .registry import (BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, installed_models,  # noqa: F401
-                       models_dirs, unknown_model)
+                       MODELS, models_dirs, unknown_model)
 
 FORMAT = "illusort-checkpoint-1"
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -245,8 +245,10 @@ def load_blob(path: Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ModelError(f"{path} is not a loadable checkpoint ({type(error).__name__}); "
-                         "train one with `illusort train`") from None
+        shipped = Path(path).stem in MODELS
+        raise ModelError(f"{path} is not a loadable checkpoint ({type(error).__name__}); " + (
+            "the file is damaged: reinstall illusort (or copy models/ again)" if shipped
+            else "train one with `illusort train`")) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{path} is not an illusort checkpoint (no '{FORMAT}' header); "
                          "train one with `illusort train`")

@@ -25,13 +25,11 @@ from .query import match_known, rank
 from .manifest import Entry, read_manifest
 from .naming import assign_folders, plan_entries, previous_folders
 from .sort import SortResult, apply_sort, check_output
+from .status import LAST_SORT, sort_key
 
 if TYPE_CHECKING:  # torch: imported by the functions that embed, so other commands start at once
     from .embed import EmbedSummary
     from .weights import LoadedModel
-
-# Index meta key of the last sort (model, output, time): `illusort status` reads it.
-LAST_SORT = "last sort"
 
 
 @dataclass
@@ -280,12 +278,13 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
         if dry_run:
             return run
         run.result = apply_sort(root, out, planned, mode, settings.progress)
-        index.set_meta(LAST_SORT, {"out": str(Path(out).resolve()), "model": name, "model_id": model.model_id,
-                                   "model_arg": model_argument(settings.model), "layer": settings.layer,
-                                   "precision": settings.precision,
-                                   "faces": model.faces, "mode": mode, "time": time.strftime("%FT%T%z"),
-                                   "threshold": model.threshold, "options": cluster_options,
-                                   "known": str(Path(known).resolve()) if known else None})
+        record = {"out": os.path.realpath(out), "model": name, "model_id": model.model_id,
+                  "model_arg": model_argument(settings.model), "layer": settings.layer,
+                  "precision": settings.precision, "faces": model.faces, "mode": mode,
+                  "time": time.strftime("%FT%T%z"), "threshold": model.threshold, "options": cluster_options,
+                  "known": str(Path(known).resolve()) if known else None}
+        index.set_meta(LAST_SORT, record)
+        index.set_meta(sort_key(out), record)
     return run
 
 

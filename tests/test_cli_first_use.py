@@ -332,6 +332,23 @@ def test_status_of_out_and_of_the_sorted_folder(sorted_out):
     assert "1 new" in run_cli("status", out).output
 
 
+def test_status_of_each_output_describes_its_own_sort(sorted_out, tmp_path):
+    """One folder sorted into two outputs with two models: each output's status, suggestions
+    and repeat command come from its own sort, not from whichever ran last."""
+    root, out = sorted_out
+    other = tmp_path / "other"
+    run_cli("sort", root, "--out", other, "--model", "lite0-imagenet", "--faces", "off", *FAST[2:])
+    first = json.loads(run_cli("status", out, "--json").stdout)
+    assert first["model"] == "hsv-hist" and first["indexed"] == 25 and first["rerun"]["up_to_date"]
+    assert "--model hsv-hist" in first["sort_again"] and f"--out {out.resolve()}" in first["sort_again"]
+    second = json.loads(run_cli("status", other, "--json").stdout)
+    assert second["model"] == "lite0-imagenet" and "--model lite0-imagenet" in second["sort_again"]
+    hints = [s["similarity"] for s in first["suggestions"]]
+    run_cli("sort", root, "--out", other, "--model", "lite0-imagenet", "--faces", "off", *FAST[2:])
+    assert [s["similarity"] for s in json.loads(run_cli("status", out, "--json").stdout)["suggestions"]] == hints
+    assert "model: hsv-hist" in run_cli("status", out).output
+
+
 def test_unsorted_pictures_get_a_suggestion_that_one_move_accepts(sorted_out):
     root, out = sorted_out
     unsorted = sorted(p.name for p in (out / "unsorted").iterdir()) if (out / "unsorted").exists() else []

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from illusort import nets
-from illusort.weights import ModelError, load_model, save_checkpoint
+from illusort.weights import DEFAULT_MODEL, ModelError, find_model_file, load_model, save_checkpoint
 
 from conftest import run_cli
 
@@ -31,8 +31,12 @@ def test_fp16_checkpoint_loads(tmp_path):
 def test_bad_model_files_are_one_line_errors(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match="not a loadable checkpoint"):
+    with pytest.raises(ModelError, match="not a loadable checkpoint.*train one"):
         load_model(str(junk))
+    damaged = tmp_path / f"{DEFAULT_MODEL}.pt"  # a shipped model cut short: reinstall, not train
+    damaged.write_bytes(find_model_file(DEFAULT_MODEL).read_bytes()[:100_000])
+    with pytest.raises(ModelError, match="damaged: reinstall"):
+        load_model(str(damaged))
 
     class Evil:
         def __reduce__(self):

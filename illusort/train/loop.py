@@ -315,9 +315,11 @@ class Trainer:
         if c.source_batches and len({it.source for it in self.train_items if it.label is not None}) < 2:
             self.log("note: --source-batches: every training character comes from one source, so batches are "
                      "as without it (give a folder of sources with --label-depth 2, or several DIRs)")
-        if len({it.label for it in self.dev_items}) < 2:
-            self.log("note: no dev characters (too few labelled characters, or unlabelled data without --dev): "
-                     "every epoch replaces the last, and the model gets no threshold")
+        dev_characters = len({it.label for it in self.dev_items})
+        if dev_characters < 2:
+            self.log(f"note: {'only one dev character' if dev_characters else 'no dev characters'} (too few "
+                     "labelled characters, or unlabelled data without --dev), so no pairs of different characters "
+                     "to score: every epoch replaces the last, and the model gets no threshold")
         self.data_summary = _data_summary(collection, self.dirs, self.dev_dirs, self.train_items, self.dev_items,
                                           self.test_items, len(bad))
 
