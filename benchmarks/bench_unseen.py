@@ -45,13 +45,14 @@ def ami_of(truth: list[str], predicted: list) -> dict:
     return clustering_scores(truth, np.array([codes.get(p, -1) for p in predicted]))
 
 
-def score_model(spec: str, flat: Path, truth: dict[str, str], work: Path, faces: str) -> dict:
+def score_model(spec: str, flat: Path, truth: dict[str, str], work: Path, faces: str,
+                precision: str = "auto") -> dict:
     from illusort.metrics import source_of, source_scores
     from illusort.workflow import Settings, open_index, sort
 
     names = sorted(truth)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", spec).strip("-")
-    settings = Settings(model=spec, index=work / f"{slug}.db", progress=False, faces=faces)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{spec}-{precision}").strip("-")
+    settings = Settings(model=spec, index=work / f"{slug}.db", progress=False, faces=faces, precision=precision)
     start = time.perf_counter()
     sort(flat, work / f"out-{slug}", settings, seed=0)
     seconds = time.perf_counter() - start
@@ -82,7 +83,8 @@ def markdown(results: list[dict], args, truth: dict[str, str]) -> str:
              f"{len(set(truth.values()))} characters, {len(truth)} images, {len(sources)} sources, sorted as one "
              f"flat folder with `--faces {args.faces}` and default options. {time.strftime('%Y-%m-%d')}, "
              f"{platform.machine()} CPU.", "",
-             f"`python benchmarks/bench_unseen.py --split-from {args.split_from} {' '.join(args.models)}`", "",
+             f"`python benchmarks/bench_unseen.py --split-from {args.split_from} {' '.join(args.models)}"
+             + (f" --precision {' '.join(args.precision)}" if args.precision != ["auto"] else "") + "`", "",
              "| model | within-source EER | mean over sources | all-pairs EER | `sort` AMI | ARI | folders | "
              "unsorted | sort time |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -122,6 +124,8 @@ def main() -> None:
     parser.add_argument("--split-from", required=True, help="model card (or .pt) whose split's test characters to use")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--faces", default="auto", choices=["auto", "always", "off"])
+    parser.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "float32", "bfloat16"],
+                        help="sort each model at each of these precisions (auto: bfloat16 where the CPU has it)")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     parser.add_argument("--write", type=Path, default=None)
     parser.add_argument("--section", default="Unseen characters, scored within each source")
@@ -135,10 +139,12 @@ def main() -> None:
         flat.mkdir()
         truth = flat_copy(args.data, set(split["test"]), flat)
         results = []
-        for spec in args.models:
-            results.append(score_model(spec, flat, truth, work, args.faces))
+        for spec, precision in [(s, p) for s in args.models for p in args.precision]:
+            results.append(score_model(spec, flat, truth, work, args.faces, precision))
             r = results[-1]
-            print(f"{spec}: within-source EER {pct(r['eer']['eer'])}, mean {pct(r['eer'].get('mean_source_eer'))}, "
+            if args.precision != ["auto"]:
+                r["model"] = f"{spec} ({precision})"
+            print(f"{r['model']}: within-source EER {pct(r['eer']['eer'])}, mean {pct(r['eer'].get('mean_source_eer'))}, "
                   f"all pairs {pct(r['eer']['all_pairs_eer'])}, sort AMI {r['sort']['ami']:.3f} "
                   f"({r['seconds']:.0f} s)", file=sys.stderr)
     finally:
