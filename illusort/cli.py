@@ -356,10 +356,9 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
     else:
         for note in notes:
             click.echo(f"note: {note}", err=True)
-        sizes = ", ".join(f"{f} {folders[f]}" for f in sorted(characters, key=lambda f: (-folders[f], f))[:12])
-        more = ", ..." if len(characters) > 12 else ""
+        sizes = folder_sizes({f: folders[f] for f in characters})
         click.echo(f"sorted {plural(pictures, 'image')} into {plural(len(characters), 'character')}"
-                   + (f" ({sizes}{more})" if sizes else "")
+                   + (f" ({sizes})" if sizes else "")
                    + f", {folders.get('unsorted', 0)} unsorted; model {run.model}")
         click.echo(f"{run.out}: " + ("dry run, would make: " if dry_run else "")
                    + f"{changes['created']} new, {changes['removed']} removed, {changes['kept']} kept")
@@ -381,6 +380,15 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
 
 
 RESERVED_FOLDERS = ("unsorted", "not-a-character")
+
+
+def folder_sizes(sizes: dict[str, int], shown: int = 12) -> str:
+    """The folders of a sort summary, as `Rem 6, character-001 40, ...`: named folders (known
+    characters, your names) first, so none is cut off behind larger numbered ones; then by size."""
+    from .status import NUMBERED
+
+    order = sorted(sizes, key=lambda f: (bool(NUMBERED.fullmatch(f)), -sizes[f], f))
+    return ", ".join(f"{f} {sizes[f]}" for f in order[:shown]) + (", ..." if len(order) > shown else "")
 
 
 def entry_folder(dest: str) -> str:

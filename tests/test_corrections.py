@@ -1,6 +1,7 @@
 """Known characters, and corrections that survive re-runs: name, merge, move, not a
 character, and folders renamed by hand."""
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -102,13 +103,22 @@ def test_known_characters_take_their_images_and_never_force_the_rest(collection,
         (refs / name).mkdir(parents=True)
         draw_character(kind, 999).save(refs / name / "ref.png")
     out = tmp_path / "sorted"
-    run_cli("sort", root, "--out", out, "--known", refs, "--threshold", "0.8", *FAST)
+    said = run_cli("sort", root, "--out", out, "--known", refs, "--threshold", "0.8", *FAST).output
+    assert re.search(r"characters \(Ram \d+, Rem \d+, character-", said), said
     where = placed(out)
     assert folder_of_character(where, 0) == {"Rem"} and folder_of_character(where, 1) == {"Ram"}
     for k in (2, 3):  # unknown characters: clustered, not pushed onto Rem or Ram
         assert all(f.startswith("character-") or f == "unsorted" for f in folder_of_character(where, k))
     assert "sub-folders" in run_cli("sort", root, "--out", tmp_path / "o2", "--known", root / "batch0",
                                     *FAST, ok=False).output
+
+
+def test_the_summary_names_known_characters_before_larger_numbered_folders():
+    from illusort.cli import folder_sizes
+
+    sizes = {f"character-{k:03d}": 50 - k for k in range(1, 14)} | {"Rem": 3}
+    assert folder_sizes(sizes).startswith("Rem 3, character-001 49, character-002 48")
+    assert folder_sizes(sizes).endswith("character-011 39, ...") and folder_sizes({"Ram": 2}) == "Ram 2"
 
 
 @pytest.mark.parametrize("mode", ["copy", "hardlink", "move"])
