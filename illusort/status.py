@@ -162,6 +162,7 @@ def suggestions(manifest: dict, db: sqlite3.Connection | None, model: str | None
     if not members:
         return {}
     member_matrix = np.stack(members)
+    threshold = last_sort(db, out).get("threshold")  # the model's same-character point
     found = {}
     for e in manifest["entries"]:
         if folder_of(e.dest) != UNSORTED:
@@ -174,9 +175,8 @@ def suggestions(manifest: dict, db: sqlite3.Connection | None, model: str | None
         folder = names[best]
         command = f"illusort move {quote(str(out)) if out else 'OUT'} {quote(e.dest)} --to {quote(folder)}"
         found[e.dest] = {"folder": folder, "similarity": round(float(sims[best]), 3), "command": command}
-        threshold = last_sort(db, out).get("threshold")
         if threshold is not None:
-            found[e.dest]["likely"] = bool(sims[best] >= threshold)  # at or above the model's same-character point
+            found[e.dest]["likely"] = bool(sims[best] >= threshold)
     return found
 
 

@@ -245,7 +245,7 @@ def load_blob(path: Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        shipped = Path(path).stem in MODELS
+        shipped = getattr(MODELS.get(Path(path).stem), "shipped", False)
         raise ModelError(f"{path} is not a loadable checkpoint ({type(error).__name__}); " + (
             "the file is damaged: reinstall illusort (or copy models/ again)" if shipped
             else "train one with `illusort train`")) from None
