@@ -818,11 +818,12 @@ def models_command():
 
 
 def shipped_model() -> tuple[str, Path] | None:
-    """(name, file) of the shipped model training starts from: the default, else any installed one."""
-    from .registry import DEFAULT_MODEL, MODELS, find_model_file
+    """(name, file) of the shipped model training starts from: the default, else any installed one
+    (an ensemble is combined from trained models, not trained itself)."""
+    from .registry import DEFAULT_MODEL, ENSEMBLE, MODELS, find_model_file
 
     for name in (DEFAULT_MODEL, *(m.name for m in MODELS.values() if m.shipped)):
-        path = find_model_file(name)
+        path = find_model_file(name) if MODELS[name].arch != ENSEMBLE else None
         if path is not None:
             return name, path
     return None

@@ -80,7 +80,8 @@ def resolve_algorithm(algorithm: str, n: int, similarity: float | None) -> str:
 class ClusterOptions:
     """Every setting that can change a clustering. `key` names a saved clustering in the index:
     it changes when, and only when, the result would (bump VERSION when the code's result
-    changes), so a new option with its old default keeps every user's saved clusterings."""
+    changes), so a new option with its old default keeps every user's saved clusterings.
+    The defaults here are `cluster_embeddings`'s too."""
     algorithm: str = "auto"
     min_cluster_size: int | None = None   # None: MIN_CLUSTER_SIZE of the algorithm used
     strictness: float | None = 0.5        # None: the paper's excess-of-mass selection
@@ -91,7 +92,25 @@ class ClusterOptions:
     similarity: float | None = None       # None: the model card's threshold
     pca_dims: int = 64
     umap_epochs: int | None = None
-    VERSION = 2
+    VERSION = 3   # 3: library calls without `algorithm` used HDBSCAN (mcs 10), not `auto`
+
+    def __post_init__(self):
+        """A wrong value from a library caller is one clear line before any work, not a traceback later."""
+        for name, value in self.__dict__.items():
+            kinds, what = (((int, float), "number") if name in ("strictness", "similarity") else
+                           (str, "name") if name == "algorithm" else (int, "whole number"))
+            if value is None and name not in ("algorithm", "min_samples", "umap_dims", "n_neighbors", "pca_dims"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ClusterError(f"clustering option {name}={value!r} is not a {what}")
+
+    @classmethod
+    def of(cls, options: dict) -> "ClusterOptions":
+        """`ClusterOptions(**options)`, refusing an unknown name with one line."""
+        unknown = sorted(set(options) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ClusterError(f"unknown clustering option {unknown[0]!r}; known: {', '.join(cls.__dataclass_fields__)}")
+        return cls(**options)
 
     def key(self, model_id: str) -> str:
         import json
@@ -117,11 +136,10 @@ def strictness_epsilon(strictness: float) -> float:
     return float(loose * (strict / loose) ** strictness)
 
 
-def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_cluster_size: int | None = 10,
-                       strictness: float | None = 0.5, min_samples: int = 1, umap_dims: int = 32,
-                       n_neighbors: int = 15, seed: int | None = None, similarity: float | None = None,
-                       pca_dims: int = 64, umap_epochs: int | None = None) -> Clustering:
-    """Cluster L2-normalised embeddings. `umap_dims=0` clusters the raw vectors.
+def cluster_embeddings(vectors: np.ndarray, **options) -> Clustering:
+    """Cluster L2-normalised embeddings; `options` are `ClusterOptions` fields, and what is not
+    given takes its default there (one place, so the library and the CLI cluster alike).
+    `umap_dims=0` clusters the raw vectors.
 
     `pca_dims`: PCA before UMAP (0: none, the paper's way); measured on held-out characters it
     is faster and clusters better (benchmarks/PERFORMANCE.md, RESULTS.md).
@@ -136,6 +154,8 @@ def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_c
     groups smaller than min_cluster_size are noise. Measured on held-out characters with
     2-6 images each it beats HDBSCAN (benchmarks/RESULTS.md); it needs O(n^2) memory.
     """
+    o = ClusterOptions.of(options)
+    algorithm, min_cluster_size, strictness, similarity = o.algorithm, o.min_cluster_size, o.strictness, o.similarity
     n = len(vectors)
     if algorithm not in ALGORITHMS:
         raise ClusterError(f"unknown clustering algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
@@ -144,11 +164,11 @@ def cluster_embeddings(vectors: np.ndarray, *, algorithm: str = "hdbscan", min_c
     if algorithm == "agglomerative":
         shift = 0.0 if strictness is None else (strictness - 0.5) * SIMILARITY_SPAN
         return agglomerative(vectors, None if similarity is None else similarity + shift, mcs)
-    params = {"algorithm": "hdbscan", "min_cluster_size": mcs, "min_samples": min(min_samples, mcs),
-              "umap_dims": umap_dims, "n_neighbors": n_neighbors, "seed": seed, "strictness": strictness}
+    params = {"algorithm": "hdbscan", "min_cluster_size": mcs, "min_samples": min(o.min_samples, mcs),
+              "umap_dims": o.umap_dims, "n_neighbors": o.n_neighbors, "seed": o.seed, "strictness": strictness}
     if n < 2 * mcs:  # too few to form two groups: nothing to cluster
         return Clustering(np.full(n, -1), np.zeros(n), params)
-    reduced = reduce_dimensions(vectors, umap_dims, n_neighbors, seed, pca_dims, umap_epochs)
+    reduced = reduce_dimensions(vectors, o.umap_dims, o.n_neighbors, o.seed, o.pca_dims, o.umap_epochs)
     params["umap_dims"] = reduced.shape[1] if reduced is not vectors else 0
     if strictness is None or reduced is vectors:
         params.update(selection="eom", epsilon=0.0)

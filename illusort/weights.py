@@ -48,6 +48,8 @@ class LoadedModel:
             out = self.net(x).float()
         if self.precision == "bfloat16":  # unit length again in float32 (bf16 rounding: cosines up to 1.004)
             out = torch.nn.functional.normalize(out, dim=1)
+        if not torch.isfinite(out).all():  # never let such vectors into an index
+            raise ModelError(f"model {self.weights_id} gives non-finite embeddings: its weights or card are damaged")
         return out.cpu().numpy()
 
     @property
@@ -93,6 +95,7 @@ def card_for_builtin(name: str, layer: str | None = None) -> dict:
 
 # Sane bounds of card values a checkpoint (or the JSON beside it, which anyone may edit) sets.
 INPUT_SIZES = (16, 1024)
+BUILD_KEYS = ("arch", "embed_dim", "layer", "input_size", "members", "shares")  # what `build_from_card` reads
 EMBED_DIMS = (0, 65536)  # 0: no head
 
 
@@ -113,6 +116,8 @@ def check_card(card: dict, path: Path) -> dict:
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
                                   or not -1 <= value <= 1):
             bad(key, "is not a cosine similarity from -1 to 1")
+    if card.get("arch") == nets.ENSEMBLE:
+        check_ensemble_card(card, path)
     far_thresholds = card.get("far_thresholds")
     if far_thresholds is not None:
         try:
@@ -122,6 +127,25 @@ def check_card(card: dict, path: Path) -> dict:
         if not ok:
             bad("far_thresholds", "is not a table of false-accept rates and cosine similarities")
     return card
+
+
+def check_ensemble_card(card: dict, path: Path) -> None:
+    """An ensemble's members are single networks of one input size, each with a finite positive share."""
+    members, shares = card.get("members"), card.get("shares")
+    if not (isinstance(members, list) and len(members) >= 2 and all(isinstance(m, dict) for m in members)):
+        raise ModelError(f"{path}: model card value members is not a list of two or more member cards")
+    if not (isinstance(shares, list) and len(shares) == len(members)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1e6 for x in shares)):
+        raise ModelError(f"{path}: model card value shares={shares!r} is not one number from 0 to a million "
+                         f"(exclusive) per member ({len(members)})")
+    for member in members:
+        if member.get("arch") == nets.ENSEMBLE:
+            raise ModelError(f"{path}: model card value members holds an ensemble (members must be single networks)")
+        check_card(member, path)
+    sizes = {member.get("input_size") for member in members} | {card.get("input_size")} - {None}
+    if len(sizes) > 1:
+        raise ModelError(f"{path}: model card input sizes {sorted(sizes, key=str)} differ: an ensemble's members "
+                         "and the card share one input size")
 
 
 def check_regular(path: Path) -> Path:
@@ -137,6 +161,8 @@ def check_regular(path: Path) -> Path:
 
 def build_from_card(card: dict) -> torch.nn.Module:
     """The network a card describes, randomly initialised (the checkpoint's weights go in next)."""
+    if card["arch"] == nets.ENSEMBLE:
+        return nets.Ensemble([build_from_card(member) for member in card["members"]], card["shares"])
     return nets.build(card["arch"], embed_dim=card.get("embed_dim"), init="none",
                       layer=card.get("layer"), input_size=card.get("input_size"))
 
@@ -161,6 +187,7 @@ def load_model(spec: str | None = None, layer: str | None = None, device: str = 
             spec = DEFAULT_MODEL
     if spec in BUILTIN:
         card = card_for_builtin(spec, layer)
+        check_layer(card, layer, spec)
         try:
             net = nets.build(card["arch"], init=card["init"], layer=layer)
         except nets.WeightsUnavailable as error:
@@ -173,6 +200,7 @@ def load_model(spec: str | None = None, layer: str | None = None, device: str = 
             raise unknown_model(spec)
         card, state = read_checkpoint(check_regular(path))
         check_card(card, path)
+        check_layer(card, layer, spec)
         if layer:
             card["layer"] = layer
         try:
@@ -185,10 +213,40 @@ def load_model(spec: str | None = None, layer: str | None = None, device: str = 
         except RuntimeError as error:
             raise ModelError(f"{path}: weights do not fit architecture {card['arch']!r} "
                              f"({str(error).splitlines()[0]})") from None
-        digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+        # the weights and the card values the network is built from (the card beside the file may be edited)
+        built = json.dumps({key: card.get(key) for key in BUILD_KEYS}, sort_keys=True, default=str)
+        digest = hashlib.sha1(path.read_bytes() + built.encode()).hexdigest()[:12]
         model_id = f"{card.get('name', path.stem)}:{digest}" + (f"@{layer}" if layer else "")
     net.eval().to(device)
     return LoadedModel(net, card, model_id, device)
+
+
+def check_layer(card: dict, layer: str | None, spec: str) -> None:
+    if layer and card.get("arch") != "vgg16":
+        raise ModelError(f"--layer picks a VGG16 layer; {spec} is a {card.get('arch')} model (leave --layer out)")
+
+
+def combine_models(paths: list, shares: list[float] | None = None) -> tuple[torch.nn.Module, dict]:
+    """An ensemble (`nets.Ensemble`) of trained checkpoints and its card, without thresholds:
+    calibrate them on the members' dev characters before use (benchmarks/make_ensemble.py).
+    The members must share one input size and one character split, or the split's test
+    characters would not be unseen by all of them."""
+    loaded = [load_model(str(p), quiet=True) for p in paths]
+    if any(m.card.get("arch") == nets.ENSEMBLE for m in loaded):
+        raise ModelError("an ensemble's members must be single networks, not ensembles")
+    try:
+        net = nets.Ensemble([m.net for m in loaded], shares or [1.0] * len(loaded))
+    except ValueError as error:
+        raise ModelError(str(error)) from None
+    if len({json.dumps(m.card.get("split"), sort_keys=True) for m in loaded}) != 1:
+        raise ModelError("ensemble members were trained on different character splits: their test "
+                         "characters are not unseen by all of them")
+    members = [{key: m.card.get(key) for key in ("name", "arch", "embed_dim", "layer", "input_size", "command")}
+               for m in loaded]
+    card = {"arch": nets.ENSEMBLE, "members": members, "shares": list(shares or [1.0] * len(loaded)),
+            "embed_dim": net.embed_dim, "input_size": net.input_size, "method": "ensemble", "trained": True,
+            "split": loaded[0].card.get("split")}
+    return net, card
 
 
 def with_faces(model: LoadedModel, faces: str) -> LoadedModel:
@@ -264,7 +322,7 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
         if beside.exists():
             card.update(json.loads(check_regular(beside).read_text()))
         state = dict(blob["state_dict"])
-    except (KeyError, TypeError, ValueError, OSError) as error:
+    except (KeyError, TypeError, ValueError, OSError, RecursionError) as error:
         raise ModelError(f"{path}: damaged checkpoint or model card ({type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else ''})") from None
     if card.get("half"):

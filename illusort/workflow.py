@@ -136,7 +136,7 @@ def cluster_rows(index: Index, model: LoadedModel, keys: list, vectors, options:
     so re-running on an unchanged or slightly grown folder costs almost nothing. Many new rows,
     a model with no threshold, or `recluster` cluster everything again."""
     options = with_model_threshold(options, model)
-    run = ClusterOptions(**options).key(model.model_id)
+    run = ClusterOptions.of(options).key(model.model_id)
     saved = {} if recluster else index.clustering(run)
     history = index.get_meta(f"clustered {run}", {"full": 0, "added": 0})
     old = [i for i, key in enumerate(keys) if key in saved]
@@ -203,7 +203,7 @@ def sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink"
 
 
 def check_sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink",
-               known: Path | None = None) -> Path:
+               known: Path | None = None, cluster_options: dict | None = None) -> Path:
     """Every check of a sort that needs no model, in the order a user fixes them; returns OUT."""
     root = check_folder(root)
     check_not_output(root)
@@ -212,6 +212,7 @@ def check_sort(root: Path, out: Path | None, settings: Settings, mode: str = "sy
     check_settings(settings)
     if known:
         check_known(known)
+    ClusterOptions.of(cluster_options or {})
     if previous is None:  # a re-run may find none: after --mode move they are all in OUT
         check_has_pictures(root)
     return out
@@ -228,7 +229,7 @@ def sort_folder(root: Path, out: Path | None, settings: Settings, mode: str = "s
     corrections (`name`, `merge`, `move`, folders renamed by hand) hold over both.
     A dry run works on a throw-away copy of the index: nothing is written anywhere."""
     root = check_folder(root)
-    out = check_sort(root, out, settings, mode, known)
+    out = check_sort(root, out, settings, mode, known, cluster_options)
     if not dry_run:
         return _sort(root, out, settings, mode, False, known, threshold, recluster, cluster_options)
     with tempfile.TemporaryDirectory(prefix="illusort-dry-run-") as scratch:

@@ -122,7 +122,7 @@ def test_cli_algorithms_are_the_library_ones():
 
 
 def test_auto_forms_small_characters_and_the_cache_key_ignores_defaults():
-    from illusort.cluster import ClusterOptions, cluster_embeddings
+    from illusort.cluster import ClusterOptions
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(12, 24))
@@ -132,6 +132,12 @@ def test_auto_forms_small_characters_and_the_cache_key_ignores_defaults():
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     c = cluster_embeddings(v, algorithm="auto", min_cluster_size=None, similarity=0.6)
     assert c.params["algorithm"] == "agglomerative" and c.n_clusters == 12
+    # what is not given takes ClusterOptions' default, as the CLI's sort does: `auto` here
+    assert cluster_embeddings(v, similarity=0.6).params == c.params
+    with pytest.raises(ClusterError, match="unknown clustering option 'min_size'"):
+        cluster_embeddings(v, min_size=3)
+    with pytest.raises(ClusterError, match="min_cluster_size='3' is not a whole number"):
+        cluster_embeddings(v, min_cluster_size="3")
     assert cluster_embeddings(v, algorithm="auto", min_cluster_size=None, similarity=None).params.get(
         "algorithm", "hdbscan") == "hdbscan"             # no calibrated similarity: HDBSCAN
     assert ClusterOptions().key("m") == ClusterOptions(strictness=0.5).key("m")

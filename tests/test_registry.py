@@ -33,7 +33,7 @@ def test_every_backbone_has_a_builder_and_every_model_an_arch():
     for backbone in registry.BACKBONES.values():
         assert backbone.builder in BUILDERS
     for model in registry.MODELS.values():
-        assert model.arch in registry.ARCHS
+        assert model.arch in (*registry.ARCHS, registry.ENSEMBLE)
     assert registry.DEFAULT_MODEL in registry.MODELS and registry.MODELS[registry.DEFAULT_MODEL].shipped
 
 

@@ -123,3 +123,13 @@ def test_crafted_manifest_cannot_escape(collection):
                                 '[{"src": "/etc/passwd", "dest": "../../escape"}]}' % root.resolve())
     result = run_cli("sort", "--undo", "--out", out, root, ok=False)
     assert "outside the output folder" in result.output
+
+
+def test_library_sort_refuses_a_wrong_clustering_option_before_any_work(collection, tmp_path, monkeypatch):
+    from illusort import workflow
+    from illusort.cluster import ClusterError
+
+    monkeypatch.setattr(workflow, "embed", lambda *a, **k: pytest.fail("embedded before checking the options"))
+    with pytest.raises(ClusterError, match="unknown clustering option 'min_size'"):
+        workflow.sort(collection[0], tmp_path / "out", workflow.Settings(faces="off"), min_size=3)
+    assert not (tmp_path / "out").exists()

@@ -266,6 +266,15 @@ def test_clear_errors(labelled, tmp_path, monkeypatch):
     assert "labelled" in result.output
     result = run_cli("train", labelled, "--out", tmp_path / "none.pt", "--resume", ok=False)
     assert "nothing to resume" in result.output
+    from illusort import nets
+    from illusort.weights import save_checkpoint
+
+    members = [nets.build("resnet18", embed_dim=4, input_size=32) for _ in range(2)]
+    save_checkpoint(tmp_path / "pair.pt", nets.Ensemble(members, [1, 1]),
+                    {"arch": "ensemble", "members": [{"arch": "resnet18", "embed_dim": 4, "input_size": 32}] * 2,
+                     "shares": [1, 1]})
+    result = run_cli("train", labelled, "--init", tmp_path / "pair.pt", "--out", tmp_path / "p2.pt", *FAST[2:], ok=False)
+    assert "ensemble of trained models" in result.output and "Traceback" not in result.output
 
 
 def test_train_on_face_crops(tmp_path, monkeypatch):

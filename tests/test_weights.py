@@ -1,3 +1,4 @@
+import json
 import pickle
 
 import pytest
@@ -83,3 +84,70 @@ def test_known_threshold_rises_with_the_number_of_references():
     assert model.known_threshold_for(10) == pytest.approx(0.7)
     assert 0.7 < model.known_threshold_for(30) < 0.8 and model.known_threshold_for(10_000) == pytest.approx(0.8)
     assert LoadedModel(net=None, card={"known_threshold": 0.65}, weights_id="m").known_threshold_for(50) == 0.65
+
+
+def test_ensemble_cosine_is_the_share_weighted_mean_and_round_trips(tmp_path):
+    from illusort.weights import combine_models
+
+    paths = []
+    for k, arch in enumerate(("resnet18", "lite0")):
+        torch.manual_seed(k)
+        paths.append(tmp_path / f"m{k}.pt")
+        save_checkpoint(paths[-1], nets.build(arch, embed_dim=8, input_size=32).eval(),
+                        {"arch": arch, "embed_dim": 8, "split": {"dev": ["a/x"], "test": ["a/y"]}})
+    net, card = combine_models(paths, [3.0, 1.0])
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        a, b = (load_model(str(p)).net(x) for p in paths)
+        expected = 0.75 * (a[0] @ a[1]) + 0.25 * (b[0] @ b[1])
+        out = net.eval()(x)
+        torch.testing.assert_close(out[0] @ out[1], expected)
+        torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+        save_checkpoint(tmp_path / "pair.pt", net, {**card, "threshold": 0.5}, half=True)
+        loaded = load_model(str(tmp_path / "pair.pt"))
+        assert torch.nn.functional.cosine_similarity(loaded.net(x), out).min() > 0.99
+    assert loaded.input_size == 32 and loaded.net.embed_dim == 16 and loaded.threshold == 0.5
+
+    blob = torch.load(paths[1], weights_only=True)  # another split: its test characters are not unseen
+    blob["card"]["split"] = {"dev": ["a/z"], "test": ["a/x"]}
+    torch.save(blob, paths[1])
+    paths[1].with_suffix(".json").unlink()
+    with pytest.raises(ModelError, match="different character splits"):
+        combine_models(paths)
+
+
+def test_edited_ensemble_cards_are_one_line_errors(tmp_path):
+    net = nets.Ensemble([nets.build("resnet18", embed_dim=4, input_size=32) for _ in range(2)], [1, 1])
+    members = [{"arch": "resnet18", "embed_dim": 4, "input_size": 32}] * 2
+    path = tmp_path / "pair.pt"
+    for members_, shares, match in ((members, [1, -1], "shares=.*one number"), (members, [float("inf"), 1], "shares"),
+                                    (members, [1, "1"], "shares"), (members[:1], [1], "two or more"),
+                                    ([{"arch": "ensemble"}, members[0]], [1, 1], "holds an ensemble"),
+                                    ([{**members[0], "input_size": 64}, members[0]], [1, 1], "input sizes")):
+        save_checkpoint(path, net, {"arch": "ensemble", "members": members_, "shares": shares})
+        with pytest.raises(ModelError, match=match):
+            load_model(str(path))
+    save_checkpoint(path, net, {"arch": "ensemble", "members": members, "shares": [1, 1], "input_size": 64})
+    with pytest.raises(ModelError, match="input sizes"):   # the card's own size must be the members'
+        load_model(str(path))
+    save_checkpoint(path, net, {"arch": "ensemble", "members": members, "shares": [1, 1]})
+    first = load_model(str(path)).model_id
+    with pytest.raises(ModelError, match="--layer picks a VGG16 layer"):
+        load_model(str(path), layer="fc1")
+    card = path.with_suffix(".json")        # shares edited by hand: other vectors, so another model id
+    card.write_text(json.dumps({**json.loads(card.read_text()), "shares": [1, 3]}))
+    assert load_model(str(path)).model_id != first
+    card.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match="damaged"):
+        load_model(str(path))
+    with pytest.raises(ValueError, match="one input size"):
+        nets.Ensemble([nets.build("resnet18", input_size=32), nets.build("resnet18", input_size=64)], [1, 1])
+
+
+def test_a_model_giving_non_finite_embeddings_is_refused_not_indexed(tmp_path):
+    net = nets.build("resnet18", embed_dim=4, input_size=32).eval()
+    with torch.no_grad():
+        net.head.weight[0, 0] = float("nan")
+    save_checkpoint(tmp_path / "nan.pt", net, {"arch": "resnet18", "embed_dim": 4})
+    with pytest.raises(ModelError, match="non-finite embeddings"):
+        load_model(str(tmp_path / "nan.pt")).forward(torch.rand(1, 3, 32, 32))

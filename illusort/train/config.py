@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from ..registry import BACKBONES
+from ..registry import BACKBONES, ENSEMBLE
 from .data import TrainError
 
 METHODS = ("triplet", "finetune", "deepcluster", "ft+dc")
@@ -110,6 +110,9 @@ class TrainConfig:
                 raise TrainError(f"--init {init}: no such checkpoint (use imagenet, none, a backbone name or a "
                                  ".pt path)")
             parent_card, parent_state = read_checkpoint(path)
+            if parent_card.get("arch") == ENSEMBLE:
+                raise TrainError(f"--init {init} is an ensemble of trained models, which is not trained further: "
+                                 "train from one of its members (its card lists them) and combine again")
             if arch not in (None, parent_card["arch"]):
                 raise TrainError(f"--init {init} is a {parent_card['arch']} checkpoint; --arch {arch} does not fit it")
             arch, init = parent_card["arch"], str(path)

@@ -515,7 +515,7 @@ def score_test_set(net, images, labels, size, device, seed, threshold=None) -> d
     except ValueError:
         return None
     result.update(characters=len(set(labels)), images=len(labels))
-    clustering = cluster_embeddings(vectors, algorithm="auto", min_cluster_size=None, similarity=threshold, seed=seed)
+    clustering = cluster_embeddings(vectors, similarity=threshold, seed=seed)  # as `sort` clusters by default
     result["clustering"] = {**clustering_scores(labels, clustering.labels), "params": clustering.params}
     return _plain(result)
 
