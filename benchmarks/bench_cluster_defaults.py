@@ -26,11 +26,11 @@ from common import DATA, load_split, part_vectors
 
 
 CANDIDATES = {
-    "hdbscan mcs10 (before)": {"min_cluster_size": 10},
-    "hdbscan mcs5": {"min_cluster_size": 5},
-    "hdbscan mcs3": {"min_cluster_size": 3},
-    "hdbscan mcs3 s0.3": {"min_cluster_size": 3, "strictness": 0.3},
-    "hdbscan mcs3 s0.7": {"min_cluster_size": 3, "strictness": 0.7},
+    "hdbscan mcs10 (before)": {"algorithm": "hdbscan", "min_cluster_size": 10},
+    "hdbscan mcs5": {"algorithm": "hdbscan", "min_cluster_size": 5},
+    "hdbscan mcs3": {"algorithm": "hdbscan", "min_cluster_size": 3},
+    "hdbscan mcs3 s0.3": {"algorithm": "hdbscan", "min_cluster_size": 3, "strictness": 0.3},
+    "hdbscan mcs3 s0.7": {"algorithm": "hdbscan", "min_cluster_size": 3, "strictness": 0.7},
     "agglo mcs3": {"algorithm": "agglomerative", "min_cluster_size": 3},
     "agglo mcs2": {"algorithm": "agglomerative", "min_cluster_size": 2},
     "agglo mcs3 s0.3": {"algorithm": "agglomerative", "min_cluster_size": 3, "strictness": 0.3},

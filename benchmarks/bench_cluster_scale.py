@@ -23,6 +23,8 @@ VARIANTS = {
     "UMAP-32 + HDBSCAN (default)": {"pca_dims": 0},
     "PCA-64 → UMAP-32 + HDBSCAN": {"pca_dims": 64},
     "PCA-64 → UMAP-32 (50 epochs) + HDBSCAN": {"pca_dims": 64, "umap_epochs": 50},
+    # `--algorithm auto` from 100 to 10,000 pictures; 0.45 is near the shipped models' thresholds
+    "average linkage at 0.45 (auto, ≤ 10k)": {"algorithm": "agglomerative", "similarity": 0.45},
 }
 
 
