@@ -142,7 +142,7 @@ def check_ensemble_card(card: dict, path: Path) -> None:
         if member.get("arch") == nets.ENSEMBLE:
             raise ModelError(f"{path}: model card value members holds an ensemble (members must be single networks)")
         check_card(member, path)
-    sizes = {member.get("input_size") for member in members} | {card.get("input_size")} - {None}
+    sizes = ({member.get("input_size") for member in members} | {card.get("input_size")}) - {None}
     if len(sizes) > 1:
         raise ModelError(f"{path}: model card input sizes {sorted(sizes, key=str)} differ: an ensemble's members "
                          "and the card share one input size")
