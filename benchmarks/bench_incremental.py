@@ -41,7 +41,9 @@ def main() -> None:
 
         def timed() -> tuple[float, object]:
             start = time.perf_counter()
-            _, result, clustering, summary = sort(pics, out, settings)
+            # HDBSCAN, as measured in PERFORMANCE.md ("Incremental runs"); drawn test shapes are all
+            # "similar" at a trained model's threshold, so `auto`'s average linkage would lump them
+            _, result, clustering, summary = sort(pics, out, settings, algorithm="hdbscan")
             return time.perf_counter() - start, (result, clustering, summary)
 
         first, (r1, c1, s1) = timed()

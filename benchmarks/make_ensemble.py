@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found: calibrating needs ../shared/data (absent here, so nothing made)")
-    from illusort.evaluate import labelled_images
+    from illusort.evaluate import labelled_images, select_characters
     from illusort.train.data import decode_images
     from illusort.train.loop import _plain, dev_scores, embed_tensor, score_test_set
     from illusort.weights import combine_models, save_checkpoint
@@ -46,15 +46,16 @@ def main() -> None:
     labelled = labelled_images(args.data, depth=2)
     scores = {}
     for part in ("dev", "test"):
-        characters = set(split[part])
-        items = [(rel, label) for rel, label in labelled if label in characters]
+        items = select_characters(labelled, card, part, args.out.stem)
         images, kept, _ = decode_images([args.data / rel for rel, _ in items], net.input_size, faces=args.faces)
         labels = [items[k][1] for k in kept]
         if part == "dev":
             scores[part] = dev_scores(embed_tensor(net, images, net.input_size, "cpu"), labels)
         else:
             scores[part] = score_test_set(net, images, labels, net.input_size, "cpu", 0, scores["dev"]["threshold"])
-        print(f"{part}: {len(characters)} characters, within-source EER {pct(scores[part]['eer'])}", flush=True)
+        if scores[part] is None:
+            sys.exit(f"the {part} characters cannot be scored (too few characters or pictures)")
+        print(f"{part}: {len(set(labels))} characters, within-source EER {pct(scores[part]['eer'])}", flush=True)
     dev = scores["dev"]
     card.update(name=args.out.stem, threshold=dev["threshold"], known_threshold=dev.get("threshold_far1"),
                 far_thresholds=dev.get("far_thresholds"), metrics={"dev": dev, "test": scores["test"]},

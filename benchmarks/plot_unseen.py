@@ -25,6 +25,8 @@ def main() -> None:
     rows = {r["model"]: r for r in json.loads(args.results.read_text())}
     models = args.models or list(rows)
     names = args.names or models
+    if len(names) != len(models) or any(m not in rows for m in models):
+        raise SystemExit(f"--models must name models of {args.results} ({', '.join(rows)}), --names one label each")
     sources = sorted(rows[models[0]]["eer"]["per_source"])
     fig = Figure(figsize=(11, 7.5))
     eer_ax, ami_ax = fig.subplots(2, 1, sharex=True)

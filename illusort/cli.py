@@ -818,8 +818,8 @@ def models_command():
 
 
 def shipped_model() -> tuple[str, Path] | None:
-    """(name, file) of the shipped model training starts from: the default, else any installed one
-    (an ensemble is combined from trained models, not trained itself)."""
+    """(name, file) of the shipped model training starts from: the default when it is a single
+    network, else the first installed one that is (an ensemble is combined, not trained)."""
     from .registry import DEFAULT_MODEL, ENSEMBLE, MODELS, find_model_file
 
     for name in (DEFAULT_MODEL, *(m.name for m in MODELS.values() if m.shipped)):

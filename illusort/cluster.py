@@ -1,8 +1,9 @@
-"""Grouping embeddings into characters: UMAP to a few dimensions, then HDBSCAN.
+"""Grouping embeddings into characters: average linkage at the model's threshold, or UMAP to a
+few dimensions then HDBSCAN (`ClusterOptions.algorithm`; `auto` picks by folder size).
 
-The paper's setting (UMAP 32-d, HDBSCAN min_cluster_size=10, min_samples=1): the number of
-characters is unknown, and images that fit no group are noise (label -1), not forced
-onto the nearest character.
+The number of characters is unknown, and images that fit no group are noise (label -1), not
+forced onto the nearest character. The paper's setting (UMAP 32-d, HDBSCAN min_cluster_size=10,
+min_samples=1) is `algorithm="hdbscan", min_cluster_size=10, strictness=None`.
 """
 from __future__ import annotations
 
@@ -76,6 +77,12 @@ def resolve_algorithm(algorithm: str, n: int, similarity: float | None) -> str:
     return "agglomerative" if low <= n <= high and similarity is not None else "hdbscan"
 
 
+NONE_MEANS_DEFAULT = ("min_cluster_size", "strictness", "seed", "similarity", "umap_epochs")
+OPTION_RANGES = {"min_cluster_size": (2, 1_000_000), "strictness": (0, 1), "min_samples": (1, 1_000_000),
+                 "umap_dims": (0, 1024), "n_neighbors": (2, 1024), "similarity": (-1, 1), "pca_dims": (0, 4096),
+                 "umap_epochs": (1, 100_000)}
+
+
 @dataclass(frozen=True)
 class ClusterOptions:
     """Every setting that can change a clustering. `key` names a saved clustering in the index:
@@ -96,13 +103,20 @@ class ClusterOptions:
 
     def __post_init__(self):
         """A wrong value from a library caller is one clear line before any work, not a traceback later."""
+        import math
+        from numbers import Integral, Real
+
+        if self.algorithm not in ALGORITHMS:
+            raise ClusterError(f"unknown clustering algorithm {self.algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
         for name, value in self.__dict__.items():
-            kinds, what = (((int, float), "number") if name in ("strictness", "similarity") else
-                           (str, "name") if name == "algorithm" else (int, "whole number"))
-            if value is None and name not in ("algorithm", "min_samples", "umap_dims", "n_neighbors", "pca_dims"):
+            if name == "algorithm" or (value is None and name in NONE_MEANS_DEFAULT):
                 continue
-            if isinstance(value, bool) or not isinstance(value, kinds):
-                raise ClusterError(f"clustering option {name}={value!r} is not a {what}")
+            low, high = OPTION_RANGES.get(name, (-math.inf, math.inf))
+            whole = name not in ("strictness", "similarity")
+            if (isinstance(value, bool) or not isinstance(value, Integral if whole else Real)
+                    or not low <= value <= high):
+                raise ClusterError(f"clustering option {name}={value!r} is not a {'whole ' if whole else ''}number"
+                                   f" from {low} to {high}")
 
     @classmethod
     def of(cls, options: dict) -> "ClusterOptions":
@@ -157,8 +171,6 @@ def cluster_embeddings(vectors: np.ndarray, **options) -> Clustering:
     o = ClusterOptions.of(options)
     algorithm, min_cluster_size, strictness, similarity = o.algorithm, o.min_cluster_size, o.strictness, o.similarity
     n = len(vectors)
-    if algorithm not in ALGORITHMS:
-        raise ClusterError(f"unknown clustering algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
     algorithm = resolve_algorithm(algorithm, n, similarity)
     mcs = effective_min_cluster_size(n, min_cluster_size or MIN_CLUSTER_SIZE[algorithm])
     if algorithm == "agglomerative":

@@ -30,7 +30,7 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 class LoadedModel:
     net: torch.nn.Module
     card: dict
-    weights_id: str  # name and content hash of the weights (plus the VGG16 layer)
+    weights_id: str  # name and hash of the weights and the card values they are built with (plus the VGG16 layer)
     device: str = "cpu"
     faces: str = "off"  # what is embedded: whole images, or face crops (`faces.face_boxes`)
     precision: str = "float32"  # bfloat16: autocast, faster where the CPU has bf16 units
@@ -222,8 +222,11 @@ def load_model(spec: str | None = None, layer: str | None = None, device: str = 
 
 
 def check_layer(card: dict, layer: str | None, spec: str) -> None:
+    """`--layer` picks one of VGG16's layers; on any other network it would only loosen weight loading."""
     if layer and card.get("arch") != "vgg16":
         raise ModelError(f"--layer picks a VGG16 layer; {spec} is a {card.get('arch')} model (leave --layer out)")
+    if layer and layer not in nets.VGG_LAYERS:
+        raise ModelError(f"unknown VGG16 layer {layer!r}; choose one of {', '.join(nets.VGG_LAYERS)}")
 
 
 def combine_models(paths: list, shares: list[float] | None = None) -> tuple[torch.nn.Module, dict]:

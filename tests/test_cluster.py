@@ -138,6 +138,10 @@ def test_auto_forms_small_characters_and_the_cache_key_ignores_defaults():
         cluster_embeddings(v, min_size=3)
     with pytest.raises(ClusterError, match="min_cluster_size='3' is not a whole number"):
         cluster_embeddings(v, min_cluster_size="3")
+    for bad in ({"algorithm": "kmeans"}, {"strictness": 2.0}, {"min_samples": 0}, {"similarity": float("nan")}):
+        with pytest.raises(ClusterError):
+            ClusterOptions.of(bad)
+    assert cluster_embeddings(v, similarity=np.float32(0.6), seed=np.int64(1)).n_clusters == 12  # numpy numbers
     assert cluster_embeddings(v, algorithm="auto", min_cluster_size=None, similarity=None).params.get(
         "algorithm", "hdbscan") == "hdbscan"             # no calibrated similarity: HDBSCAN
     assert ClusterOptions().key("m") == ClusterOptions(strictness=0.5).key("m")

