@@ -169,23 +169,22 @@ def cluster_embeddings(vectors: np.ndarray, **options) -> Clustering:
     2-6 images each it beats HDBSCAN (benchmarks/RESULTS.md); it needs O(n^2) memory.
     """
     o = ClusterOptions.of(options)
-    algorithm, min_cluster_size, strictness, similarity = o.algorithm, o.min_cluster_size, o.strictness, o.similarity
     n = len(vectors)
-    algorithm = resolve_algorithm(algorithm, n, similarity)
-    mcs = effective_min_cluster_size(n, min_cluster_size or MIN_CLUSTER_SIZE[algorithm])
+    algorithm = resolve_algorithm(o.algorithm, n, o.similarity)
+    mcs = effective_min_cluster_size(n, o.min_cluster_size or MIN_CLUSTER_SIZE[algorithm])
     if algorithm == "agglomerative":
-        shift = 0.0 if strictness is None else (strictness - 0.5) * SIMILARITY_SPAN
-        return agglomerative(vectors, None if similarity is None else similarity + shift, mcs)
+        shift = 0.0 if o.strictness is None else (o.strictness - 0.5) * SIMILARITY_SPAN
+        return agglomerative(vectors, None if o.similarity is None else o.similarity + shift, mcs)
     params = {"algorithm": "hdbscan", "min_cluster_size": mcs, "min_samples": min(o.min_samples, mcs),
-              "umap_dims": o.umap_dims, "n_neighbors": o.n_neighbors, "seed": o.seed, "strictness": strictness}
+              "umap_dims": o.umap_dims, "n_neighbors": o.n_neighbors, "seed": o.seed, "strictness": o.strictness}
     if n < 2 * mcs:  # too few to form two groups: nothing to cluster
         return Clustering(np.full(n, -1), np.zeros(n), params)
     reduced = reduce_dimensions(vectors, o.umap_dims, o.n_neighbors, o.seed, o.pca_dims, o.umap_epochs)
     params["umap_dims"] = reduced.shape[1] if reduced is not vectors else 0
-    if strictness is None or reduced is vectors:
+    if o.strictness is None or reduced is vectors:
         params.update(selection="eom", epsilon=0.0)
     else:
-        params.update(selection="leaf", epsilon=strictness_epsilon(strictness))
+        params.update(selection="leaf", epsilon=strictness_epsilon(o.strictness))
     import hdbscan
 
     clusterer = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=params["min_samples"],

@@ -134,10 +134,10 @@ def check_ensemble_card(card: dict, path: Path) -> None:
     members, shares = card.get("members"), card.get("shares")
     if not (isinstance(members, list) and len(members) >= 2 and all(isinstance(m, dict) for m in members)):
         raise ModelError(f"{path}: model card value members is not a list of two or more member cards")
-    if not (isinstance(shares, list) and len(shares) == len(members)
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1e6 for x in shares)):
-        raise ModelError(f"{path}: model card value shares={shares!r} is not one number from 0 to a million "
-                         f"(exclusive) per member ({len(members)})")
+    try:
+        nets.check_shares(shares, len(members))
+    except ValueError as error:
+        raise ModelError(f"{path}: model card value shares={shares!r} {error}") from None
     for member in members:
         if member.get("arch") == nets.ENSEMBLE:
             raise ModelError(f"{path}: model card value members holds an ensemble (members must be single networks)")
@@ -235,21 +235,17 @@ def combine_models(paths: list, shares: list[float] | None = None) -> tuple[torc
     The members must share one input size and one character split, or the split's test
     characters would not be unseen by all of them."""
     loaded = [load_model(str(p), quiet=True) for p in paths]
-    if any(m.card.get("arch") == nets.ENSEMBLE for m in loaded):
-        raise ModelError("an ensemble's members must be single networks, not ensembles")
-    try:
-        net = nets.Ensemble([m.net for m in loaded], shares or [1.0] * len(loaded))
-    except ValueError as error:
-        raise ModelError(str(error)) from None
     if len({json.dumps(m.card.get("split"), sort_keys=True) for m in loaded}) != 1:
         raise ModelError("ensemble members were trained on different character splits: their test "
                          "characters are not unseen by all of them")
     members = [{key: m.card.get(key) for key in ("name", "arch", "embed_dim", "layer", "input_size", "command")}
                for m in loaded]
     card = {"arch": nets.ENSEMBLE, "members": members, "shares": list(shares or [1.0] * len(loaded)),
-            "embed_dim": net.embed_dim, "input_size": net.input_size, "method": "ensemble", "trained": True,
+            "input_size": loaded[0].input_size, "method": "ensemble", "trained": True,
             "split": loaded[0].card.get("split")}
-    return net, card
+    check_ensemble_card(card, Path(" + ".join(map(str, paths))))   # the checks a loaded ensemble gets
+    net = nets.Ensemble([m.net for m in loaded], card["shares"])
+    return net, {**card, "embed_dim": net.embed_dim}
 
 
 def with_faces(model: LoadedModel, faces: str) -> LoadedModel:

@@ -277,6 +277,9 @@ def test_train_starts_from_the_shipped_model_by_default(tmp_path, monkeypatch):
     from illusort.cli import shipped_model
 
     shipped = shipped_model()  # the default model's file, else another shipped one (offline)
+    from illusort.registry import ENSEMBLE, MODELS
+
+    assert shipped is None or MODELS[shipped[0]].arch != ENSEMBLE  # an ensemble is combined, not trained
     assert seen["init"] == (str(shipped[1]) if shipped else "lite0")
     assert "1 epoch " in result.output and "1 epochs" not in result.output
     run_cli("train", tmp_path / "labelled", "--arch", "vgg16", "--out", tmp_path / "v.pt")

@@ -79,6 +79,13 @@ class HSVHistogram(nn.Module):
     features = forward
 
 
+def check_shares(shares, members: int) -> None:
+    """Each member's weight in an ensemble's cosine: one finite positive number per member."""
+    if not (isinstance(shares, list) and len(shares) == members
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1e6 for x in shares)):
+        raise ValueError(f"is not one number from 0 to a million (exclusive) per member ({members})")
+
+
 class Ensemble(nn.Module):
     """Embedders of one input size side by side: each one's unit vector scaled by the square root
     of its share, then concatenated, so the cosine of two pictures is the share-weighted mean of
@@ -89,9 +96,9 @@ class Ensemble(nn.Module):
 
     def __init__(self, members: list[nn.Module], shares: list[float]):
         super().__init__()
-        if (len(members) < 2 or len(shares) != len(members)
-                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s < 1e6 for s in shares)):
-            raise ValueError("an ensemble needs two or more members, each with a share from 0 to a million")
+        if len(members) < 2:
+            raise ValueError("an ensemble needs two or more members")
+        check_shares(shares, len(members))
         sizes = {m.input_size for m in members}
         if len(sizes) != 1:
             raise ValueError(f"ensemble members must share one input size, not {sorted(sizes)}")
