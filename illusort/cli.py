@@ -754,6 +754,9 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
                    "unlabelled images). Repeatable.")
 @click.option("--label-depth", type=click.IntRange(1), default=1, show_default=True,
               help="Folder levels that name a character (2 for a folder of sources: SOURCE/CHARACTER/...).")
+@click.option("--split-from", default=None, metavar="MODEL|PATH",
+              help="Keep this model's dev and test characters (its card's split); every other character trains. "
+                   "Compares a run on more data (a new source, pseudo-labelled folders) on the same unseen characters.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, batches and augmentation.")
 @click.option("--device", type=click.Choice(registry.DEVICES), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=None, help="Decoding processes (default: up to 4).")
@@ -777,6 +780,13 @@ def train_command(dirs, quiet, **kwargs):
     for folder in (*dirs, *kwargs["dev_dirs"]):
         check_folder(folder)
     kwargs["init"] = train_init(kwargs["init"], kwargs["arch"], kwargs["method"], kwargs["resume"])
+    if kwargs["split_from"] is not None:
+        from .registry import find_model_file
+
+        found = find_model_file(kwargs["split_from"])
+        if found is None:
+            raise click.ClickException(f"--split-from {kwargs['split_from']}: no such model or checkpoint")
+        kwargs["split_from"] = str(found)
     run = {k: kwargs.pop(k) for k in ("out", "device", "workers", "resume", "overwrite", "dev_dirs")}
     if run["resume"]:
         run["epochs"] = kwargs["epochs"]

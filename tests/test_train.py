@@ -166,6 +166,35 @@ def test_triplet_trains_embeds_and_resumes(labelled, tmp_path):
     assert "ignored" not in result.output and card_of(out)["epochs"] == 3
 
 
+def test_split_from_keeps_the_unseen_characters_when_data_grows(labelled, tmp_path):
+    first = tmp_path / "first.pt"
+    run_cli("train", labelled, "--out", first, *FAST, *TRIPLET)
+    split = card_of(first)["split"]
+    grown = tmp_path / "grown"
+    grown.mkdir()
+    for c in range(10):
+        (grown / f"char{c}").symlink_to(labelled / f"char{c}")
+    make_labelled(tmp_path / "extra", 14, 3)  # 4 new characters (char10..13), and char0..9 drawn again
+    for c in range(10, 14):
+        (tmp_path / "extra" / f"char{c}").rename(grown / f"char{c}")
+    assert split_characters(scan_folders([grown])[0].items)["test"] != split["test"]  # a fresh split moves
+    out = tmp_path / "grown.pt"
+    run_cli("train", grown, "--split-from", first, "--out", out, *FAST, *TRIPLET)
+    kept = card_of(out)["split"]
+    assert kept["dev"] == split["dev"] and kept["test"] == split["test"]
+    assert set(kept["train"]) == set(split["train"]) | {f"char{c}" for c in range(10, 14)}
+    assert card_of(out)["data"]["images"]["train"] == 36 + 4 * 3
+
+    for bad, message in ((tmp_path / "none.pt", "no such model"), (labelled / "char0" / "0.png", "not a loadable")):
+        result = run_cli("train", grown, "--split-from", bad, "--out", tmp_path / "x.pt", *FAST, ok=False)
+        assert message in result.output and "Traceback" not in result.output
+    other = make_labelled(tmp_path / "other", 4, 2)
+    for c in range(4):
+        (other / f"char{c}").rename(other / f"other{c}")
+    result = run_cli("train", other, "--split-from", first, "--out", tmp_path / "y.pt", *FAST, ok=False)
+    assert "none of its dev characters" in result.output
+
+
 def test_finetune_then_ft_plus_dc(labelled, tmp_path):
     ft = tmp_path / "ft.pt"
     run_cli("train", labelled, "--method", "finetune", "--arch", "resnet18", "--batch-size", "12",

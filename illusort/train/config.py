@@ -52,6 +52,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     ce_weight: float = 0.0
     source_batches: bool = False      # triplet: each batch from one source (same-style negatives)
+    split_from: str | None = None     # a model card whose character split to keep (others join train)
     faces: str = "auto"               # as `embed` crops: train on what the model will be shown
     momentum: float = 0.9
     weight_decay: float | None = None

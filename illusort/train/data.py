@@ -131,6 +131,28 @@ def split_characters(items: list[Item], seed: int = 0, fractions=(3, 1, 1)) -> d
     return {k: sorted(v) for k, v in split.items()}
 
 
+def inherited_split(card_path: Path, items: list[Item]) -> dict[str, list[str]]:
+    """The dev and test characters of an earlier run's card, so a run on more data (new sources,
+    pseudo-labelled folders) is scored on the same unseen characters; every other character
+    trains. Characters of the card that are absent here are dropped."""
+    from ..weights import ModelError, read_checkpoint
+
+    try:
+        card, _ = read_checkpoint(card_path)
+    except (ModelError, OSError) as error:
+        raise TrainError(f"--split-from: {error}") from None
+    split = card.get("split")
+    if not isinstance(split, dict) or not all(isinstance(split.get(p), list) for p in ("dev", "test")):
+        raise TrainError(f"--split-from {card_path}: its card holds no train/dev/test split of characters "
+                         "(models made by `illusort train` record one)")
+    labels = {it.label for it in items if it.label is not None}
+    dev, test = labels & set(split["dev"]), labels & set(split["test"])
+    if not dev:
+        raise TrainError(f"--split-from {card_path}: none of its dev characters is in these folders "
+                         "(give the folders it was trained on, with the same --label-depth)")
+    return {"train": sorted(labels - dev - test), "dev": sorted(dev), "test": sorted(test)}
+
+
 def _letterboxed(path: Path, size: int, faces: str = "off") -> np.ndarray:
     """uint8 (3, size, size): the exact pixels `embed` feeds the net (its largest face with
     face crops: a training image shows one character)."""

@@ -37,7 +37,8 @@ from ..embed import keep_freed_memory
 from ..progress import progress_bar
 from ..weights import FORMAT, ModelError, load_blob, read_checkpoint, resolve_device, save_checkpoint
 from .config import ARCHS, DEFAULTS, METHODS, PCA_DIMS, TrainConfig  # noqa: F401 (re-exported)
-from .data import Augment, TrainError, decode_images, plain_view, scan_folders, split_characters, train_store_size
+from .data import (Augment, TrainError, decode_images, inherited_split, plain_view, scan_folders, split_characters,
+                   train_store_size)
 from .methods import Classify, DeepCluster, Triplet
 
 
@@ -272,7 +273,8 @@ class Trainer:
         if self.state:
             self.split = self.state["split"]
         else:
-            split = split_characters(collection.items, c.seed)
+            split = (inherited_split(Path(c.split_from), collection.items) if c.split_from
+                     else split_characters(collection.items, c.seed))
             split["dev"] = sorted(set(split["dev"]) | {it.label for it in extra_dev})
             self.split = {"seed": c.seed, **split}
         parts = {name: set(self.split[name]) for name in ("train", "dev", "test")}
