@@ -35,8 +35,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.folder.is_dir():
         sys.exit(f"{args.folder} not found (the unlabelled faces are ../shared/data-unlabelled/getchu-faces)")
-    if args.out.exists():
+    if args.out.exists() or args.out.is_symlink():
         sys.exit(f"{args.out} exists: give a new folder")
+    if not 2 <= args.min <= args.max or args.cap < 2:
+        sys.exit("need 2 <= --min <= --max and --cap >= 2 (a group teaches nothing with fewer than 2 pictures)")
     from scipy.cluster.hierarchy import fcluster, linkage
 
     from illusort.images import find_images
@@ -44,21 +46,35 @@ def main() -> None:
     from illusort.train.loop import embed_tensor
     from illusort.weights import load_model
 
-    model = load_model(args.model)
-    similarity = (model.card.get("far_thresholds") or {}).get(args.far)
+    from illusort.errors import IllusortError
+
+    try:
+        model = load_model(args.model)
+    except IllusortError as error:
+        sys.exit(str(error))
+    far = model.card.get("far_thresholds") or {}
+    similarity = far.get(args.far)
     if similarity is None:
-        sys.exit(f"the model's card has no far_thresholds entry {args.far!r}")
+        sys.exit(f"the model's card has no far_thresholds entry {args.far!r} (it has: {', '.join(far) or 'none'})")
     paths = [args.folder / rel for rel in find_images(args.folder) if len(rel.parts) == 1]
+    if len(paths) < 2:
+        sys.exit(f"{args.folder} holds {len(paths)} picture(s) directly in it: nothing to group")
     size = model.card["input_size"]
     images, kept, _ = decode_images(paths, size, progress=sys.stderr.isatty(), faces="off")
     paths = [paths[k] for k in kept]
+    if len(paths) < 2:
+        sys.exit(f"{args.folder}: fewer than 2 readable pictures, nothing to group")
+    try:
+        args.out.mkdir(parents=True)
+    except OSError as error:
+        sys.exit(f"cannot create {args.out}: {error.strerror}")
     vectors = embed_tensor(model.net.eval(), images, size, "cpu").astype(np.float64)
     groups = fcluster(linkage(vectors, method="average", metric="cosine"), t=1 - similarity, criterion="distance")
     sizes = Counter(groups)
     kept_groups = sorted(g for g, n in sizes.items() if args.min <= n <= args.max)
     for g in kept_groups:
         folder = args.out / f"p{g:05d}"
-        folder.mkdir(parents=True)
+        folder.mkdir()
         for path in sorted(p for p, h in zip(paths, groups) if h == g)[:args.cap]:
             (folder / path.name).symlink_to(path.resolve())
     print(f"{len(paths)} pictures, cut at similarity {similarity:.3f} (FAR {args.far}): {len(kept_groups)} groups of "

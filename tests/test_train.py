@@ -193,6 +193,23 @@ def test_split_from_keeps_the_unseen_characters_when_data_grows(labelled, tmp_pa
         (other / f"char{c}").rename(other / f"other{c}")
     result = run_cli("train", other, "--split-from", first, "--out", tmp_path / "y.pt", *FAST, ok=False)
     assert "none of its dev characters" in result.output
+    for damaged, message in (({**split, "test": split["test"] + split["dev"][:1]}, "both dev and test"),
+                             ({**split, "dev": [["char1"]]}, "holds no train/dev/test split")):
+        bad = tmp_path / "damaged.pt"
+        bad.write_bytes(first.read_bytes())
+        bad.with_suffix(".json").write_text(json.dumps({**card_of(first), "split": damaged}))
+        result = run_cli("train", grown, "--split-from", bad, "--out", tmp_path / "z.pt", *FAST, ok=False)
+        assert message in result.output and "Traceback" not in result.output
+
+    # a new "character" made of links to a test character's pictures: those pictures never train
+    held = split["test"][0]
+    (grown / "linked").mkdir()
+    for k in range(3):
+        (grown / "linked" / f"{k}.png").symlink_to(labelled / held / f"{k}.png")
+    out = tmp_path / "linked.pt"
+    result = run_cli("train", grown, "--split-from", first, "--out", out, *FAST, *TRIPLET)
+    assert "3 training pictures are also dev/test pictures" in result.output
+    assert card_of(out)["split"]["test"] == split["test"] and card_of(out)["data"]["images"]["train"] == 36 + 4 * 3
 
 
 def test_finetune_then_ft_plus_dc(labelled, tmp_path):

@@ -131,10 +131,10 @@ def split_characters(items: list[Item], seed: int = 0, fractions=(3, 1, 1)) -> d
     return {k: sorted(v) for k, v in split.items()}
 
 
-def inherited_split(card_path: Path, items: list[Item]) -> dict[str, list[str]]:
+def inherited_split(card_path: Path, items: list[Item]) -> tuple[dict[str, list[str]], int]:
     """The dev and test characters of an earlier run's card, so a run on more data (new sources,
     pseudo-labelled folders) is scored on the same unseen characters; every other character
-    trains. Characters of the card that are absent here are dropped."""
+    trains. Returns (split, how many of the card's dev/test characters are absent here)."""
     from ..weights import ModelError, read_checkpoint
 
     try:
@@ -142,15 +142,32 @@ def inherited_split(card_path: Path, items: list[Item]) -> dict[str, list[str]]:
     except (ModelError, OSError) as error:
         raise TrainError(f"--split-from: {error}") from None
     split = card.get("split")
-    if not isinstance(split, dict) or not all(isinstance(split.get(p), list) for p in ("dev", "test")):
+    if not isinstance(split, dict) or not all(isinstance(split.get(p), list) and all(isinstance(c, str) for c in split[p])
+                                              for p in ("dev", "test")):
         raise TrainError(f"--split-from {card_path}: its card holds no train/dev/test split of characters "
                          "(models made by `illusort train` record one)")
+    both = sorted(set(split["dev"]) & set(split["test"]))
+    if both:
+        raise TrainError(f"--split-from {card_path}: its split lists {len(both)} character(s) as both dev and test "
+                         f"(e.g. {both[0]}): a damaged card")
     labels = {it.label for it in items if it.label is not None}
     dev, test = labels & set(split["dev"]), labels & set(split["test"])
     if not dev:
+        named = " (with several DIRs or --dev, characters are named DIRNAME/<character>: give one folder)" \
+            if any(label.count("/") > (split["dev"][0].count("/") if split["dev"] else 0) for label in labels) else ""
         raise TrainError(f"--split-from {card_path}: none of its dev characters is in these folders "
-                         "(give the folders it was trained on, with the same --label-depth)")
-    return {"train": sorted(labels - dev - test), "dev": sorted(dev), "test": sorted(test)}
+                         f"(give the folders it was trained on, with the same --label-depth){named}")
+    absent = len(set(split["dev"]) | set(split["test"])) - len(dev) - len(test)
+    return {"train": sorted(labels - dev - test), "dev": sorted(dev), "test": sorted(test)}, absent
+
+
+def without_held_pictures(train_items: list[Item], held_items: list[Item]) -> tuple[list[Item], int]:
+    """Training items minus pictures that are also dev or test pictures under another name (a
+    link, e.g. a picture of two characters linked into both folders, or a pseudo-labelled
+    folder of links): unseen characters stay unseen. Returns (items, how many were dropped)."""
+    held = {os.path.realpath(it.path) for it in held_items}
+    kept = [it for it in train_items if os.path.realpath(it.path) not in held]
+    return kept, len(train_items) - len(kept)
 
 
 def _letterboxed(path: Path, size: int, faces: str = "off") -> np.ndarray:

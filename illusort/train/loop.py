@@ -38,7 +38,7 @@ from ..progress import progress_bar
 from ..weights import FORMAT, ModelError, load_blob, read_checkpoint, resolve_device, save_checkpoint
 from .config import ARCHS, DEFAULTS, METHODS, PCA_DIMS, TrainConfig  # noqa: F401 (re-exported)
 from .data import (Augment, TrainError, decode_images, inherited_split, plain_view, scan_folders, split_characters,
-                   train_store_size)
+                   train_store_size, without_held_pictures)
 from .methods import Classify, DeepCluster, Triplet
 
 
@@ -273,14 +273,23 @@ class Trainer:
         if self.state:
             self.split = self.state["split"]
         else:
-            split = (inherited_split(Path(c.split_from), collection.items) if c.split_from
-                     else split_characters(collection.items, c.seed))
+            if c.split_from:
+                split, absent = inherited_split(Path(c.split_from), collection.items)
+                if absent:
+                    self.log(f"note: {absent} dev/test character(s) of {c.split_from} are not in these folders")
+            else:
+                split = split_characters(collection.items, c.seed)
             split["dev"] = sorted(set(split["dev"]) | {it.label for it in extra_dev})
             self.split = {"seed": c.seed, **split}
         parts = {name: set(self.split[name]) for name in ("train", "dev", "test")}
         uses_unlabelled = c.dc or (c.method == "triplet" and c.negatives > 0)
         train_items = [it for it in collection.items
                        if it.label in parts["train"] or (uses_unlabelled and it.label is None)]
+        train_items, shared = without_held_pictures(
+            train_items, [it for it in collection.items + extra_dev if it.label in parts["dev"] | parts["test"]])
+        if shared:
+            self.log(f"note: {shared} training pictures are also dev/test pictures under another character (links): "
+                     "left out of training")
         n_unlabelled = len(collection.unlabelled())
         if not c.dc and not collection.labelled():
             raise TrainError(f"{c.method} needs labelled folders (DIR/<character>/<images>); "
