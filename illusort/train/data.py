@@ -153,10 +153,9 @@ def inherited_split(card_path: Path, items: list[Item]) -> tuple[dict[str, list[
     labels = {it.label for it in items if it.label is not None}
     dev, test = labels & set(split["dev"]), labels & set(split["test"])
     if not dev:
-        named = " (with several DIRs or --dev, characters are named DIRNAME/<character>: give one folder)" \
-            if any(label.count("/") > (split["dev"][0].count("/") if split["dev"] else 0) for label in labels) else ""
-        raise TrainError(f"--split-from {card_path}: none of its dev characters is in these folders "
-                         f"(give the folders it was trained on, with the same --label-depth){named}")
+        raise TrainError(f"--split-from {card_path}: none of its dev characters is in these folders (give the folder "
+                         "it was trained on, with the same --label-depth; with several DIRs or --dev, characters "
+                         "are named DIRNAME/<character>)")
     absent = len(set(split["dev"]) | set(split["test"])) - len(dev) - len(test)
     return {"train": sorted(labels - dev - test), "dev": sorted(dev), "test": sorted(test)}, absent
 
