@@ -41,12 +41,11 @@ def main() -> None:
         sys.exit("need 2 <= --min <= --max and --cap >= 2 (a group teaches nothing with fewer than 2 pictures)")
     from scipy.cluster.hierarchy import fcluster, linkage
 
+    from illusort.errors import IllusortError
     from illusort.images import find_images
     from illusort.train.data import decode_images
     from illusort.train.loop import embed_tensor
     from illusort.weights import load_model
-
-    from illusort.errors import IllusortError
 
     try:
         model = load_model(args.model)
