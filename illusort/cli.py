@@ -339,11 +339,10 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
                                **options)
     report_embedding(run.summary, as_json)
     notes = ignored_options(notes, run.clustering)
-    planned_folders = Counter(entry_folder(e.dest) for e in run.planned)
-    folders = run.result.folders if run.result else planned_folders
+    changes = plan_and_result(run)
+    folders = run.result.folders if run.result else Counter(entry_folder(e.dest) for e in changes["final"])
     pictures = len({e.src for e in run.planned})
     characters = sorted(f for f in folders if f not in RESERVED_FOLDERS)
-    changes = plan_and_result(run, workflow)
     if as_json:
         click.echo(json.dumps({
             "folder": str(Path(folder).resolve()), "out": str(Path(run.out).resolve()), "mode": mode, "dry_run": dry_run,
@@ -363,7 +362,7 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
         click.echo(f"{run.out}: " + ("dry run, would make: " if dry_run else "")
                    + f"{changes['created']} new, {changes['removed']} removed, {changes['kept']} kept")
         if dry_run:
-            show_plan(run, mode, workflow)
+            show_plan(run, mode)
             return
     if run.result is None:  # a dry run: nothing was made
         return
@@ -395,19 +394,20 @@ def entry_folder(dest: str) -> str:
     return dest.rsplit("/", 1)[0] if "/" in dest else ""
 
 
-def plan_and_result(run, workflow) -> dict:
+def plan_and_result(run) -> dict:
     if run.result is not None:
         return {"created": run.result.created, "removed": run.result.removed, "kept": run.result.kept}
-    changes = workflow.plan_changes(run.planned, run.previous)
-    return {"created": len(changes["new"]), "removed": len(changes["removed"]), "kept": changes["kept"]}
+    changes = run.changes()
+    return {"created": len(changes["new"]), "removed": len(changes["removed"]), "kept": changes["kept"],
+            "final": changes["final"]}
 
 
-def show_plan(run, mode: str, workflow) -> None:
+def show_plan(run, mode: str) -> None:
     """A dry run: per folder, what it would hold and what changes; then the first new entries."""
-    changes = workflow.plan_changes(run.planned, run.previous)
+    changes = run.changes()
     new = Counter(entry_folder(e.dest) for e in changes["new"])
     gone = Counter(entry_folder(e.dest) for e in changes["removed"])
-    total = Counter(entry_folder(e.dest) for e in run.planned)
+    total = Counter(entry_folder(e.dest) for e in changes["final"])
     for folder in sorted(set(total) | set(gone), key=lambda f: (f in RESERVED_FOLDERS, -total[f], f)):
         delta = ", ".join(x for x in (f"+{new[folder]}" if new[folder] else "",
                                       f"-{gone[folder]}" if gone[folder] else "") if x)
@@ -584,7 +584,14 @@ def status(path, as_json):
     else:
         parts = [f"{len(rerun['new'])} new", f"{len(rerun['changed'])} changed", f"{len(rerun['deleted'])} deleted"]
         renamed = ", ".join(f"{a} -> {b}" for a, b in rerun["renamed_folders"].items())
-        echo(f"a re-run would take in: {', '.join(parts)} pictures" + (f"; folders renamed by hand: {renamed}" if renamed else "")
+        also = [f"folders renamed by hand: {renamed}" if renamed else "",
+                f"{plural(len(rerun['missing']), 'file')} deleted from the output by hand"
+                + (" (made again)" if info["mode"] != "move" else "") if rerun["missing"] else "",
+                f"{plural(len(rerun['corrections']), 'picture')} not yet where your corrections put them"
+                if rerun["corrections"] else "",
+                "the pictures were clustered anew (by a sort into another output) since this one"
+                if rerun["reclustered"] else ""]
+        echo(f"a re-run would take in: {', '.join(parts)} pictures" + "".join(f"; {a}" for a in also if a)
              + f"   ({info['sort_again']})")
 
 

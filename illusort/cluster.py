@@ -133,6 +133,20 @@ class ClusterOptions:
         return json.dumps({"v": self.VERSION, "model": model_id, **fields}, sort_keys=True)
 
 
+def with_threshold(options: dict, threshold: float | None) -> dict:
+    """Agglomerative clustering (and `auto`, which is agglomerative on most folders) cuts at the
+    model card's calibrated similarity unless told otherwise."""
+    if options.get("algorithm", "auto") in ("auto", "agglomerative") and options.get("similarity") is None:
+        return {**options, "similarity": threshold}
+    return options
+
+
+def run_key(options: dict, model_id: str, threshold: float | None) -> str:
+    """The name of the saved clustering of a model (`model_id`, its card's `threshold`) with
+    these options: a sort records it, so `status` can find the clustering a re-run would use."""
+    return ClusterOptions.of(with_threshold(options, threshold)).key(model_id)
+
+
 # The strictness knob (measured: benchmarks/RESULTS.md, "Strictness"). HDBSCAN's "leaf"
 # clusters are the finest groups it finds; cluster_selection_epsilon then merges groups closer
 # than epsilon in the UMAP space, whose scale is alike for every model (raw embedding

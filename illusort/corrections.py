@@ -14,8 +14,8 @@ from pathlib import Path
 from . import safepath
 from .errors import InputError, SortError
 from .index import Index, default_index_path
-from .manifest import (Entry, confirm_source, output_folder, output_lock, read_manifest, require_manifest,
-                       save_manifest)
+from .manifest import (BUSY_WAIT, Entry, confirm_source, output_folder, output_lock, read_manifest,
+                       require_manifest, save_manifest)
 from .naming import NOT_A_CHARACTER, UNSORTED, check_folder_name, folder_of, tagged_name
 from .safepath import dest_path, is_regular
 from .sort import SourceUnavailable, is_ours, make_entry, remove_empty_folders, settle_pending
@@ -66,9 +66,11 @@ def sorted_output(out: Path, index_path: Path | None = None, source: Path | None
 @contextmanager
 def corrections(out: Path, index_path: Path | None = None, source: Path | None = None):
     """(sorted folder, its open index) for a correction of OUT, with folders the user renamed
-    by hand already taken in (and remembered)."""
+    by hand already taken in (and remembered), holding OUT's lock."""
     root, index = sorted_output(out, index_path, source)
-    with index:
+    # OUT's lock for the whole correction: a sort running meanwhile would plan without it and
+    # undo it; a correction waits a little for it (`BUSY_WAIT`), then refuses as busy
+    with index, output_lock(output_folder(out), BUSY_WAIT):
         record_renames(index, root, take_renames(root, out))
         yield root, index
 
@@ -176,35 +178,35 @@ def relocate(root: Path, out: Path, targets: dict[str, str]) -> list[Entry]:
     gets a short tag. Returns the entries moved, with their new dest.
 
     Journaled like a sort: every new name is saved as 'pending' before any change, so a run
-    killed at any step is completed or rolled back by the next one (`settle_pending`)."""
+    killed at any step is completed or rolled back by the next one (`settle_pending`). The
+    caller holds OUT's lock (`corrections`)."""
     out = output_folder(out)
     source = str(Path(root).resolve())
-    with output_lock(out):
-        manifest = require_manifest(out)
-        mode = manifest["mode"]
-        entries = settle_pending(manifest["entries"], out, mode, source)
-        used = {e.dest for e in entries}
-        plan = []  # (entry, its new dest)
-        for e in entries:
-            folder = targets.get(e.dest)
-            if folder is None or folder_of(e.dest) == folder:
-                continue
-            name = Path(e.dest).name
+    manifest = require_manifest(out)
+    mode = manifest["mode"]
+    entries = settle_pending(manifest["entries"], out, mode, source)
+    used = {e.dest for e in entries}
+    plan = []  # (entry, its new dest)
+    for e in entries:
+        folder = targets.get(e.dest)
+        if folder is None or folder_of(e.dest) == folder:
+            continue
+        name = Path(e.dest).name
+        dest = f"{folder}/{name}"
+        if dest in used or os.path.lexists(dest_path(out, dest)):
+            name = tagged_name(name, hashlib.sha1(e.src.encode("utf-8", "surrogateescape")).hexdigest()[:8])
             dest = f"{folder}/{name}"
-            if dest in used or os.path.lexists(dest_path(out, dest)):
-                name = tagged_name(name, hashlib.sha1(e.src.encode("utf-8", "surrogateescape")).hexdigest()[:8])
-                dest = f"{folder}/{name}"
-            dest_path(out, dest)
-            used.discard(e.dest)
-            used.add(dest)
-            plan.append((e, dest))
-        try:
-            moved = _relocate_moves(out, root, entries, plan) if mode == "move" else \
-                _relocate_links(out, root, mode, entries, plan)
-        except OSError as error:
-            raise SortError(f"cannot move {error.filename or ''} in {out}: {error.strerror or error}; "
-                            "run the same command again to finish (or illusort sort --undo)") from None
-        save_manifest(out, root, mode, entries)
+        dest_path(out, dest)
+        used.discard(e.dest)
+        used.add(dest)
+        plan.append((e, dest))
+    try:
+        moved = _relocate_moves(out, root, entries, plan) if mode == "move" else \
+            _relocate_links(out, root, mode, entries, plan)
+    except OSError as error:
+        raise SortError(f"cannot move {error.filename or ''} in {out}: {error.strerror or error}; "
+                        "run the same command again to finish (or illusort sort --undo)") from None
+    save_manifest(out, root, mode, entries)
     remove_empty_folders(out)
     return moved
 
@@ -261,15 +263,15 @@ def adopt_renamed_folders(out: Path, entries: list[Entry]) -> list[Entry]:
 
 
 def take_renames(root: Path, out: Path) -> list[Entry]:
-    """Bring OUT's manifest up to date with folders renamed by hand; returns their entries."""
+    """Bring OUT's manifest up to date with folders renamed by hand; returns their entries.
+    The caller holds OUT's lock (a sort, a correction)."""
     out = output_folder(out)
-    if read_manifest(out) is None:
+    manifest = read_manifest(out)
+    if manifest is None:
         return []
-    with output_lock(out):
-        manifest = read_manifest(out)
-        pending = any(e.state != "done" for e in manifest["entries"])
-        entries = settle_pending(manifest["entries"], out, manifest["mode"], str(Path(root).resolve()))
-        changed = adopt_renamed_folders(out, entries)
-        if changed or pending:  # a killed run's journal, settled: saved before anything else reads it
-            save_manifest(out, root, manifest["mode"], entries)
+    pending = any(e.state != "done" for e in manifest["entries"])
+    entries = settle_pending(manifest["entries"], out, manifest["mode"], str(Path(root).resolve()))
+    changed = adopt_renamed_folders(out, entries)
+    if changed or pending:  # a killed run's journal, settled: saved before anything else reads it
+        save_manifest(out, root, manifest["mode"], entries)
     return changed

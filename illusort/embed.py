@@ -122,10 +122,11 @@ def stat_key(path: Path) -> tuple[int, int]:
 
 def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: int = 32, workers: int = 2,
                  progress: bool = True, exclude: Path | None = None, runner=None,
-                 links: str = "inside") -> EmbedSummary:
+                 links: str = "inside", keep=frozenset()) -> EmbedSummary:
     """Bring the index of `root` up to date for `model`. Safe to interrupt and run again.
 
     `links`: which symbolic links are followed (`images.find_images`).
+    `keep`: paths gone from `root` whose rows stay (files a move-mode sort took into OUT).
     `runner(root, todo, model, index, batch_size, workers)` yields batches of per-file results
     (i into todo, digest, error, faces) where error = (reason, transient) and faces = [(box,
     vector)], or None to reuse the indexed rows of the same content: `local_results` here,
@@ -176,7 +177,7 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
         index.commit()
         bar.update(len(results))
     bar.close()
-    vanished = set(known) - set(paths)  # dropped last, so a renamed file could reuse its rows
+    vanished = set(known) - set(paths) - set(keep)  # dropped last, so a renamed file could reuse its rows
     index.remove(model.model_id, vanished)
     index.commit()
     summary.removed = len(vanished)

@@ -88,16 +88,21 @@ class Row:
 
 
 @contextmanager
-def exclusive_lock(lock_file: Path, busy: Exception):
-    """Hold an flock on `lock_file` (released when the process dies); raise `busy` if taken.
-    Opened without following a link and without truncating: a link planted at the lock's
-    name must not make illusort empty another file."""
+def exclusive_lock(lock_file: Path, busy: Exception, wait: float = 0.0):
+    """Hold an flock on `lock_file` (released when the process dies); raise `busy` if it is
+    still taken after `wait` seconds. Opened without following a link and without
+    truncating: a link planted at the lock's name must not make illusort empty another file."""
     handle = os.fdopen(safepath.open_own(lock_file, os.O_WRONLY | os.O_CREAT), "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise busy from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise busy from None
+            time.sleep(0.05)
     try:
         yield
     finally:
@@ -141,6 +146,22 @@ def records_output(index_path: Path, out: Path) -> bool:
         return safepath.read_own(folder / hashlib.sha1(os.fsencode(out)).hexdigest()[:20]) == os.fsencode(out)
     except (OSError, safepath.Unsafe):
         return False
+
+
+def recorded_outputs(index_path: Path) -> list[Path]:
+    """Every output folder the index at `index_path` records a sort into (`remember_output`)."""
+    folder = Path(index_path).with_suffix(".outputs")
+    if os.path.islink(folder) or not folder.is_dir():
+        return []
+    found = []
+    for record in sorted(folder.iterdir()):
+        try:
+            out = safepath.read_own(record)
+        except (OSError, safepath.Unsafe):
+            continue
+        if out and hashlib.sha1(out).hexdigest()[:20] == record.name:
+            found.append(Path(os.fsdecode(out)))
+    return found
 
 
 class Index:
@@ -245,6 +266,10 @@ class Index:
         if not rows:
             return keys, np.zeros((0, 0), np.float32)
         return keys, np.stack([np.frombuffer(v, np.float32) for *_, v in rows])
+
+    def usable_rows(self, model: str) -> int:
+        """How many rows of `model` have a vector."""
+        return self.db.execute("SELECT COUNT(*) FROM items WHERE model=? AND vector IS NOT NULL", (model,)).fetchone()[0]
 
     def stamp(self) -> tuple[str, int]:
         """(identity of this index file, count of changes to its rows): equal stamps mean the

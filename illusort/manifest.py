@@ -130,13 +130,22 @@ def output_folder(out: Path) -> Path:
     return out
 
 
+# How long a correction or the report waits for a sort (or another correction) holding OUT's
+# lock before it refuses: long enough for a sort's last steps, short enough to say so.
+BUSY_WAIT = 10.0
+
+
 @contextmanager
-def output_lock(out: Path):
-    """One sort at a time per output folder: a second one refuses instead of interleaving."""
+def output_lock(out: Path, wait: float = 0.0):
+    """One writer at a time per output folder: a second one waits up to `wait` seconds, then
+    refuses ("busy") instead of interleaving. A sort holds it from reading OUT's corrections
+    to its last entry, so a correction is never made in between and then undone."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         safepath.real_folder(out)
-        with exclusive_lock(out / LOCK, SortError(f"another illusort run is writing {out}; wait for it to finish")):
+        busy = SortError(f"{out} is busy: another illusort run is writing it; nothing in it was changed: "
+                         "run this again when that run has finished")
+        with exclusive_lock(out / LOCK, busy, wait):
             yield
     except PermissionError as error:
         raise SortError(f"cannot write in {error.filename or out}: {error.strerror}; "

@@ -81,13 +81,23 @@ def assign_folders(keys: list[tuple[str, int]], labels: np.ndarray, decided: dic
     return [chosen[i] or adopted.get(int(label)) or names[numbered[i]] for i, label in enumerate(labels)]
 
 
-def plan_entries(root: Path, paths: list[str], folders: list[str], faces: list[int] | None = None) -> list[Entry]:
+def plan_entries(root: Path, paths: list[str], folders: list[str], faces: list[int] | None = None,
+                 one_folder: bool = False) -> list[Entry]:
     """Where each file goes ('' = OUT itself), from one (path, folder[, face]) per index row.
-    An image with several faces in several folders goes to each. Same basenames within one
-    folder get a short hash of their source path."""
+    An image with several faces in several folders goes to each, unless `one_folder` (a move:
+    a file can be in one place only), where it goes to its largest face's folder (faces are
+    numbered largest first). Same basenames within one folder get a short hash of their
+    source path."""
     wanted = defaultdict(list)
     for path, folder, face in zip(paths, folders, faces or [0] * len(paths)):
         wanted[folder, path].append(face)
+    if one_folder:
+        best = {}
+        for (folder, path), found in wanted.items():
+            rank = (folder == UNSORTED, min(found))
+            if path not in best or rank < best[path][0]:
+                best[path] = (rank, folder)
+        wanted = {(folder, path): found for (folder, path), found in wanted.items() if best[path][1] == folder}
     # An image that reached a character folder through one face is not also 'unsorted'.
     placed = {path for folder, path in wanted if folder != UNSORTED}
     entries, used = [], set()

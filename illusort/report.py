@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from . import safepath
 from .images import BadImage, read_image
-from .manifest import confirm_source, output_folder, output_lock, require_manifest
+from .manifest import BUSY_WAIT, confirm_source, output_folder, output_lock, require_manifest
 from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
 from .progress import progress_bar
 
@@ -107,7 +107,7 @@ def write_report(out: Path, progress: bool = True, source: Path | None = None,
     """Write OUT/report.html; returns (its path, {'images', 'characters', 'new'}). Sources are
     read only inside the sorted folder (`source`, or the manifest's once confirmed)."""
     out = output_folder(out)
-    with output_lock(out):
+    with output_lock(out, BUSY_WAIT):
         return _write_report(out, progress, source, index_path)
 
 
@@ -126,7 +126,9 @@ def faces_and_hints(manifest: dict, root: Path, index_path: Path | None, out: Pa
 
 
 def _write_report(out: Path, progress: bool, source: Path | None, index_path: Path | None) -> tuple[Path, dict]:
-    manifest = require_manifest(out)
+    from .status import in_out
+
+    manifest = in_out(out, require_manifest(out))  # a picture deleted from OUT is not shown
     root = str(confirm_source(out, manifest, source, index_path))
     entries = [e for e in manifest["entries"] if e.state == "done"]
     seen_file = out / SEEN

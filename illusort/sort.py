@@ -20,8 +20,9 @@ from pathlib import Path
 
 
 from . import safepath
-from .errors import SortError
-from .manifest import (LOCK, MANIFEST, MODES, Entry, confirm_source, output_folder, output_lock, read_manifest,
+from .errors import IllusortError, SortError
+from .index import recorded_outputs
+from .manifest import (BUSY_WAIT, LOCK, MANIFEST, MODES, Entry, confirm_source, output_folder, output_lock, read_manifest,
                        require_manifest, save_manifest, write_manifest)
 from .naming import PARTIAL, folder_of
 from .progress import progress_bar
@@ -42,6 +43,43 @@ class SourceUnavailable(Exception):
 
 
 # ---- manifest --------------------------------------------------------------------------------
+
+
+def present(out: Path, entries: list[Entry]) -> list[Entry]:
+    """The entries whose file is still in OUT: one deleted by hand is not counted, shown or kept."""
+    return [e for e in entries if os.path.lexists(Path(out) / e.dest)]
+
+
+def unmoved(planned: list[Entry], old: list[Entry], mode: str) -> list[Entry]:
+    """The planned entries left to make over OUT's `old` ones: in move mode a file already
+    moved into OUT stays where it is (its source is gone; `old` keeps it)."""
+    if mode != "move":
+        return planned
+    moved = {e.src for e in old}
+    return [e for e in planned if e.src not in moved]
+
+
+def moved_members(root: Path, index_path: Path) -> set[str]:
+    """Paths (relative to ROOT) of the files a move-mode sort took from ROOT into an output
+    folder ROOT's index records, and still there. They left ROOT but are still the members of
+    their characters: their index rows (vectors, clusters, decisions) are kept, so new
+    pictures join those characters. Reads only."""
+    source = os.path.realpath(root)
+    kept = set()
+    for out in recorded_outputs(index_path):
+        try:
+            manifest = read_manifest(out)
+        except (IllusortError, OSError):
+            continue  # an output folder damaged or gone is not this folder's problem
+        if not manifest or manifest["mode"] != "move" or manifest["source"] != source:
+            continue
+        for e in manifest["entries"]:
+            try:
+                if e.state == "done" and e.src.startswith(source + os.sep) and is_regular(dest_path(out, e.dest)):
+                    kept.add(e.src[len(source) + 1:])
+            except (Unsafe, OSError):
+                continue
+    return kept
 
 
 # ---- checks ----------------------------------------------------------------------------------
@@ -221,18 +259,20 @@ def apply_sort(root: Path, out: Path, planned: list[Entry], mode: str, progress:
     ours), create new ones. The manifest is saved before any change and after every batch."""
     out = Path(out).resolve()
     with output_lock(out):
-        # The manifest is read under the lock: another run may have sorted into OUT since the
-        # caller's check; applying over a stale manifest would drop its entries.
-        manifest = check_output(root, out, mode)
-        return _apply(root, out, planned, mode, manifest, progress)
+        return apply_plan(root, out, planned, mode, progress)
 
 
-def _apply(root, out, planned, mode, manifest, progress) -> SortResult:
+def apply_plan(root: Path, out: Path, planned: list[Entry], mode: str, progress: bool = True) -> SortResult:
+    """`apply_sort` for a caller that holds OUT's lock (a sort holds it from reading OUT's
+    corrections on). An entry whose file was deleted from OUT by hand is dropped: made again
+    when the plan still wants it."""
+    out = Path(out).resolve()
+    # The manifest is read under the lock: another run may have sorted into OUT since the
+    # caller's check; applying over a stale manifest would drop its entries.
+    manifest = check_output(root, out, mode)
     source = str(Path(root).resolve())
-    old = settle_pending(manifest["entries"], out, mode, source) if manifest else []
-    if mode == "move":
-        moved = {e.src for e in old}
-        planned = [e for e in planned if e.src not in moved]  # a vanished source is reported by make_entry
+    old = present(out, settle_pending(manifest["entries"], out, mode, source)) if manifest else []
+    planned = unmoved(planned, old, mode)  # a vanished source is reported by make_entry
     wanted = {(e.src, e.dest): e.faces for e in planned}
     result = SortResult(conflicts=[], folders=Counter(), unavailable=[])
     keep = []
@@ -289,7 +329,7 @@ def undo_sort(out: Path, source: Path | None = None, index_path: Path | None = N
     `confirm_source`). Returns (undone, left) where `left` entries were changed by the user and kept."""
     out = output_folder(out)
     confirm_source(out, require_manifest(out, "nothing to undo"), source, index_path)
-    with output_lock(out):
+    with output_lock(out, BUSY_WAIT):
         manifest = require_manifest(out, "nothing to undo")
         root = confirm_source(out, manifest, source, index_path)  # read again under the lock
         result = _undo(out, manifest, str(root))

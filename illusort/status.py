@@ -229,7 +229,8 @@ def _status(root: Path, out: Path | None, manifest: dict | None, db) -> dict:
                               (model,))]
     result["indexed"] = len(indexed)
     result["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
-    folders = Counter(folder_of(e.dest) or UNSORTED for e in (manifest or {}).get("entries", []))
+    shown = in_out(out, manifest)
+    folders = Counter(folder_of(e.dest) or UNSORTED for e in (shown or {}).get("entries", []))
     result["folders"] = dict(sorted(folders.items(), key=lambda kv: (kv[0] in (UNSORTED, NOT_A_CHARACTER),
                                                                        -kv[1], kv[0])))
     characters = [f for f in folders if f not in (UNSORTED, NOT_A_CHARACTER)]
@@ -237,11 +238,18 @@ def _status(root: Path, out: Path | None, manifest: dict | None, db) -> dict:
     result["numbered"] = sorted(f for f in characters if NUMBERED.fullmatch(f))
     result["unsorted"] = folders.get(UNSORTED, 0)
     result["not_a_character"] = folders.get(NOT_A_CHARACTER, 0)
-    result["suggestions"] = ([{"file": dest, **s} for dest, s in sorted(suggestions(manifest, db, model, out).items())]
+    result["suggestions"] = ([{"file": dest, **s} for dest, s in sorted(suggestions(shown, db, model, out).items())]
                              if manifest else [])
-    result["rerun"] = rerun_changes(root, out, manifest, db, model)
+    result["rerun"] = rerun_changes(root, out, manifest, db, model, meta)
     result["sort_again"] = sort_again(root, out, meta)
     return result
+
+
+def in_out(out: Path | None, manifest: dict | None) -> dict | None:
+    """The manifest with only the entries still in OUT (a link deleted by hand is not shown)."""
+    from .sort import present
+
+    return {**manifest, "entries": present(out, manifest["entries"])} if manifest and out else manifest
 
 
 def sort_again(root: Path, out: Path | None, meta: dict) -> str:
@@ -262,16 +270,25 @@ def sort_again(root: Path, out: Path | None, meta: dict) -> str:
     return shlex.join(words)
 
 
-def rerun_changes(root: Path, out: Path | None, manifest: dict | None, db, model: str | None) -> dict:
-    """What `illusort sort` would do now: pictures new, changed or deleted since they were
-    indexed (found by size and mtime, nothing read), and folders renamed by hand."""
+def rerun_changes(root: Path, out: Path | None, manifest: dict | None, db, model: str | None,
+                  meta: dict | None = None) -> dict:
+    """What `illusort sort` would change in OUT now, against what OUT's last sort placed (its
+    manifest) and recorded (`meta`): pictures new (or indexed since by another command but not
+    in OUT), changed or deleted (by size and mtime, nothing read), entries deleted from OUT by
+    hand, corrections OUT does not show yet (made while a sort ran), a clustering made anew by a
+    sort into another folder, and folders renamed by hand."""
+    from .cluster import run_key
     from .images import find_images
     from .corrections import find_renamed_folders
+    from .sort import moved_members, present
 
     known = {}
     if db is not None and model:
-        known = {os.fsdecode(p): (size, mtime) for p, size, mtime in
-                 db.execute("SELECT path, size, mtime_ns FROM items WHERE model=? AND face=0", (model,))}
+        known = {os.fsdecode(p): (size, mtime, usable) for p, size, mtime, usable in
+                 db.execute("SELECT path, size, mtime_ns, vector IS NOT NULL FROM items WHERE model=? AND face=0",
+                            (model,))}
+    entries = [e for e in (manifest or {}).get("entries", []) if e.state == "done"]
+    placed = {relative(e, str(root)) for e in entries}
     new, changed, seen = [], [], set()
     for rel in find_images(root):
         rel = rel.as_posix()
@@ -280,11 +297,36 @@ def rerun_changes(root: Path, out: Path | None, manifest: dict | None, db, model
             st = os.stat(root / rel)
         except OSError:
             continue
-        if rel not in known:
+        if rel not in known or (out and known[rel][2] and rel not in placed):
             new.append(rel)
-        elif known[rel] != (st.st_size, st.st_mtime_ns):
+        elif known[rel][:2] != (st.st_size, st.st_mtime_ns):
             changed.append(rel)
-    deleted = sorted(set(known) - seen)
-    renamed = find_renamed_folders(out, manifest["entries"]) if manifest and out and Path(out).is_dir() else {}
-    return {"new": new, "changed": changed, "deleted": deleted, "renamed_folders": renamed,
-            "up_to_date": not (new or changed or deleted or renamed)}
+    deleted = sorted((set(known) | placed) - seen - moved_members(root, default_index_path(root)))
+    on_disk = present(out, entries) if out else []
+    missing = sorted({e.dest for e in entries} - {e.dest for e in on_disk})
+    meta = meta or {}
+    unapplied = not_in_place(db, model, on_disk, str(root)) if manifest and manifest["mode"] != "move" else []
+    reclustered = False
+    if db is not None and model and meta.get("clustering"):
+        run = run_key(meta.get("options") or {}, model, meta.get("threshold"))
+        now = db.execute("SELECT value FROM meta WHERE key=?", (f"clustered {run}",)).fetchone()
+        reclustered = now is not None and json.loads(now[0]).get("digest") != meta["clustering"]
+    renamed = find_renamed_folders(out, entries) if manifest and out and Path(out).is_dir() else {}
+    return {"new": new, "changed": changed, "deleted": deleted, "missing": missing, "corrections": unapplied,
+            "reclustered": reclustered, "renamed_folders": renamed,
+            "up_to_date": not (new or changed or deleted or missing or unapplied or reclustered or renamed)}
+
+
+def not_in_place(db, model: str | None, entries: list[Entry], source: str) -> list[str]:
+    """Pictures whose correction (`name`, `merge`, `move`) OUT does not show: a sort that was
+    running meanwhile placed them by its older plan; a re-run puts them where you said."""
+    if db is None or model is None:
+        return []
+    folders = {}
+    for e in entries:
+        folders.setdefault(relative(e, source), set()).add(folder_of(e.dest))
+    usable = {(os.fsdecode(p), f) for p, f in
+              db.execute("SELECT path, face FROM items WHERE model=? AND vector IS NOT NULL", (model,))}
+    return sorted({path for path, face, character in ((os.fsdecode(p), f, c) for p, f, c in
+                                                       db.execute("SELECT path, face, character FROM decisions"))
+                   if (path, face) in usable and path in folders and character not in folders[path]})

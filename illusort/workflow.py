@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import sqlite3
 import tempfile
@@ -15,16 +17,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cluster import ClusterOptions, Clustering, assign_to_clusters, cluster_embeddings
+from .cluster import ClusterOptions, Clustering, assign_to_clusters, cluster_embeddings, run_key, with_threshold
 from .corrections import record_renames, take_renames
 from .errors import InputError, MissingPath, ModelError
 from .images import IMAGE_EXTENSIONS, INDEX_DIRNAME, BadImage, read_image
-from .index import Index, Row, default_index_path, remember_output
+from .index import Index, Row, default_index_path, recorded_outputs, remember_output
 from .registry import check_device, check_model
 from .query import match_known, rank
-from .manifest import Entry, read_manifest
+from .manifest import Entry, output_folder, output_lock, read_manifest
 from .naming import assign_folders, plan_entries, previous_folders
-from .sort import SortResult, apply_sort, check_output
+from .sort import SortResult, apply_plan, apply_sort, check_output, moved_members, present, unmoved
 from .status import LAST_SORT, sort_key
 
 if TYPE_CHECKING:  # torch: imported by the functions that embed, so other commands start at once
@@ -108,14 +110,16 @@ def embed(root: Path, settings: Settings, exclude: Path | None = None,
           runner=None, links: str = "inside") -> tuple[LoadedModel, Index, EmbedSummary]:
     """Bring DIR's index up to date; returns the model, the open index and what was done.
     `runner`: where the images are embedded (see `embed.embed_folder`; default here);
-    `links`: which symbolic links are followed (`images.find_images`; "none" for a move)."""
+    `links`: which symbolic links are followed (`images.find_images`; "none" for a move).
+    Files a move-mode sort took into its output folder keep their rows (`sort.moved_members`)."""
     from .embed import default_workers, embed_folder
 
     model, index = open_index(root, settings)
     with index.writing():
         summary = embed_folder(root, model, index, batch_size=settings.batch_size,
                                workers=default_workers(settings.faces) if settings.workers is None else settings.workers,
-                               progress=settings.progress, exclude=exclude, runner=runner, links=links)
+                               progress=settings.progress, exclude=exclude, runner=runner, links=links,
+                               keep=moved_members(root, index.path))
     return model, index, summary
 
 
@@ -136,7 +140,7 @@ def cluster_rows(index: Index, model: LoadedModel, keys: list, vectors, options:
     so re-running on an unchanged or slightly grown folder costs almost nothing. Many new rows,
     a model with no threshold, or `recluster` cluster everything again."""
     options = with_model_threshold(options, model)
-    run = ClusterOptions.of(options).key(model.model_id)
+    run = run_key(options, model.model_id, model.threshold)
     saved = {} if recluster else index.clustering(run)
     history = index.get_meta(f"clustered {run}", {"full": 0, "added": 0})
     old = [i for i, key in enumerate(keys) if key in saved]
@@ -155,16 +159,20 @@ def cluster_rows(index: Index, model: LoadedModel, keys: list, vectors, options:
         clustering = cluster_embeddings(vectors, **options)
         history = {"full": len(keys), "added": 0}
     index.save_clustering(run, keys, clustering.labels, clustering.probabilities)
-    index.set_meta(f"clustered {run}", history)
+    index.set_meta(f"clustered {run}", {**history, "digest": clustering_digest(keys, clustering.labels)})
     return clustering
 
 
+def clustering_digest(keys: list, labels) -> str:
+    """A fingerprint of a clustering: a sort records the one it placed by, so `status` can tell
+    when another sort of the folder has clustered it anew since."""
+    text = json.dumps([[p, f, int(label)] for (p, f), label in zip(keys, labels)], ensure_ascii=False)
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def with_model_threshold(options: dict, model: LoadedModel) -> dict:
-    """Agglomerative clustering (and `auto`, which is agglomerative on most folders) cuts at the
-    model card's calibrated similarity unless told otherwise."""
-    if options.get("algorithm", "auto") in ("auto", "agglomerative") and options.get("similarity") is None:
-        return {**options, "similarity": model.threshold}
-    return options
+    """`cluster.with_threshold` at the model card's threshold."""
+    return with_threshold(options, model.threshold)
 
 
 def write_assignment(path: Path, rows: list[Row], clustering: Clustering, names: dict[int, str] | None = None) -> None:
@@ -193,6 +201,11 @@ class SortRun:
     model: str                         # the model's name
     model_id: str                      # its index key
     previous: list[Entry] = field(default_factory=list)  # OUT's entries before this run
+    mode: str = "symlink"
+
+    def changes(self) -> dict:
+        """What the plan changes in OUT (`plan_changes`)."""
+        return plan_changes(self.planned, self.previous, self.mode, self.out)
 
 
 def sort(root: Path, out: Path | None, settings: Settings, mode: str = "symlink", dry_run: bool = False,
@@ -234,10 +247,12 @@ def sort_folder(root: Path, out: Path | None, settings: Settings, mode: str = "s
         return _sort(root, out, settings, mode, False, known, threshold, recluster, cluster_options)
     with tempfile.TemporaryDirectory(prefix="illusort-dry-run-") as scratch:
         copy = Path(scratch) / "index.db"
-        index_path = settings.index or default_index_path(root)
-        if Path(index_path).exists():
+        index_path = Path(settings.index or default_index_path(root))
+        if index_path.exists():
             with sqlite3.connect(f"file:{index_path}?mode=ro", uri=True) as source, sqlite3.connect(copy) as target:
                 source.backup(target)
+        for output in recorded_outputs(index_path):  # and the sorts it records (moved files' rows stay)
+            remember_output(copy, output)
         return _sort(root, out, replace(settings, index=copy), mode, True, known, threshold, recluster,
                      cluster_options)
 
@@ -246,47 +261,56 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
     known_refs = known_references(known, settings) if known else None
     model, index, summary = embed(root, settings, links="none" if mode == "move" else "inside")
     with index:
-        if not dry_run:
-            remember_output(index.path, out)  # lets undo and corrections trust OUT's manifest
-            record_renames(index, root, take_renames(root, out))
-        rows, vectors = index.embeddings(model.model_id)
-        manifest = read_manifest(out)
-        if not rows and manifest is None:
+        if not index.usable_rows(model.model_id) and read_manifest(out) is None:
             if summary.skipped:
                 path, reason = summary.skipped[0]
                 raise InputError(f"none of the {len(summary.skipped)} pictures in {root} could be read "
                                  f"(e.g. {path}: {reason}); nothing to sort")
             raise InputError(f"{root} holds no pictures; nothing to sort")
-        decided = index.decisions()
-        keys = [(r.path, r.face) for r in rows]
-        matched = {}
-        if known_refs:
-            threshold = model.known_threshold_for(len(known_refs[0])) if threshold is None else threshold
-            if threshold is None:
-                raise ModelError(f"{model.model_id} has no calibrated threshold: give --threshold for --known")
-            names, references = known_refs
-            matched = {i: name for i, name in enumerate(match_known(references, names, vectors, threshold)) if name}
-        free = [i for i in range(len(rows)) if i not in matched]
-        clustering = cluster_rows(index, model, [keys[i] for i in free],
-                                  vectors[free] if free else np.zeros((0, 1), np.float32), cluster_options, recluster)
-        labels = np.full(len(rows), -1)
-        labels[free] = clustering.labels
-        folders = assign_folders(keys, labels, decided, matched, previous_folders(manifest))
-        planned = plan_entries(root, [r.path for r in rows], folders, [r.face for r in rows])
-        name = model.card.get("name") or model.model_id.split(":")[0]
-        run = SortRun(out, planned, None, clustering, summary, name, model.model_id,
-                      list(manifest["entries"]) if manifest else [])
         if dry_run:
-            return run
-        run.result = apply_sort(root, out, planned, mode, settings.progress)
-        record = {"out": os.path.realpath(out), "model": name, "model_id": model.model_id,
+            return _plan(root, out, index, model, summary, mode, known_refs, threshold, recluster, cluster_options)
+        # OUT's lock from reading its corrections to the last entry made: a correction made
+        # in between would be planned without and then undone (corrections wait or refuse)
+        with output_lock(output_folder(out)):
+            remember_output(index.path, out)  # lets undo and corrections trust OUT's manifest
+            record_renames(index, root, take_renames(root, out))
+            run = _plan(root, out, index, model, summary, mode, known_refs, threshold, recluster, cluster_options)
+            run.result = apply_plan(root, out, run.planned, mode, settings.progress)
+        record = {"out": os.path.realpath(out), "model": run.model, "model_id": model.model_id,
                   "model_arg": model_argument(settings.model), "layer": settings.layer,
                   "precision": settings.precision, "faces": model.faces, "mode": mode,
                   "time": time.strftime("%FT%T%z"), "threshold": model.threshold, "options": cluster_options,
-                  "known": str(Path(known).resolve()) if known else None}
+                  "known": str(Path(known).resolve()) if known else None,
+                  "clustering": index.get_meta(f"clustered {run_key(cluster_options, model.model_id, model.threshold)}",
+                                              {}).get("digest")}
         index.set_meta(LAST_SORT, record)
         index.set_meta(sort_key(out), record)
     return run
+
+
+def _plan(root, out, index, model, summary, mode, known_refs, threshold, recluster, cluster_options) -> SortRun:
+    """Cluster the index's rows and plan OUT's entries (the user's corrections first)."""
+    rows, vectors = index.embeddings(model.model_id)
+    manifest = read_manifest(out)
+    decided = index.decisions()
+    keys = [(r.path, r.face) for r in rows]
+    matched = {}
+    if known_refs:
+        threshold = model.known_threshold_for(len(known_refs[0])) if threshold is None else threshold
+        if threshold is None:
+            raise ModelError(f"{model.model_id} has no calibrated threshold: give --threshold for --known")
+        names, references = known_refs
+        matched = {i: name for i, name in enumerate(match_known(references, names, vectors, threshold)) if name}
+    free = [i for i in range(len(rows)) if i not in matched]
+    clustering = cluster_rows(index, model, [keys[i] for i in free],
+                              vectors[free] if free else np.zeros((0, 1), np.float32), cluster_options, recluster)
+    labels = np.full(len(rows), -1)
+    labels[free] = clustering.labels
+    folders = assign_folders(keys, labels, decided, matched, previous_folders(manifest))
+    planned = plan_entries(root, [r.path for r in rows], folders, [r.face for r in rows], one_folder=mode == "move")
+    name = model.card.get("name") or model.model_id.split(":")[0]
+    return SortRun(out, planned, None, clustering, summary, name, model.model_id,
+                   list(manifest["entries"]) if manifest else [], mode)
 
 
 def model_argument(model: str | None) -> str | None:
@@ -296,14 +320,22 @@ def model_argument(model: str | None) -> str | None:
     return str(path.resolve()) if path is not None and path.is_file() else model
 
 
-def plan_changes(planned: list[Entry], previous: list[Entry]) -> dict:
-    """What applying `planned` over OUT's `previous` entries does: {'new': [entries], 'removed':
-    [entries], 'kept': n}. A re-run of an unchanged folder is all 'kept'."""
-    before = {(e.src, e.dest) for e in previous if e.state == "done"}
+def plan_changes(planned: list[Entry], previous: list[Entry], mode: str = "symlink", out: Path | None = None) -> dict:
+    """What applying `planned` over OUT's `previous` entries does, as `sort.apply_plan` does it:
+    {'new': [entries], 'removed': [entries], 'kept': n, 'final': [OUT's entries after]}. A
+    re-run of an unchanged folder is all 'kept'. Entries whose file is gone from OUT are not
+    there to keep (given `out`); in move mode a moved file stays where it is."""
+    previous = [e for e in previous if e.state == "done"]
+    if out is not None:
+        previous = present(out, previous)
+    planned = unmoved(planned, previous, mode)
+    before = {(e.src, e.dest) for e in previous}
+    new = [e for e in planned if (e.src, e.dest) not in before]
+    if mode == "move":
+        return {"new": new, "removed": [], "kept": len(previous), "final": previous + new}
     after = {(e.src, e.dest) for e in planned}
-    return {"new": [e for e in planned if (e.src, e.dest) not in before],
-            "removed": [e for e in previous if e.state == "done" and (e.src, e.dest) not in after],
-            "kept": len(before & after)}
+    return {"new": new, "removed": [e for e in previous if (e.src, e.dest) not in after],
+            "kept": len(before & after), "final": planned}
 
 
 def check_known(folder: Path) -> Path:

@@ -85,3 +85,19 @@ def test_detection_that_silently_finds_nothing_is_refused(scenes, monkeypatch):
         run_cli("embed", scenes, "--model", "hsv-hist", "-q", "--workers", "0", "--faces", "off")
     finally:
         faces.check_detector.cache_clear()
+
+
+def test_move_mode_puts_a_two_face_picture_in_one_folder(scenes, tmp_path):
+    """Issue 26, item 6: a file can be moved once. Its largest face's folder takes it, with no
+    false "vanished since it was embedded" warning, and the dry run counts one entry per file."""
+    out = tmp_path / "out"
+    args = ("--out", out, "--mode", "move", "--model", "hsv-hist", "-q", "--workers", "0", "--min-cluster-size", "4")
+    dry = run_cli("sort", scenes, *args, "--dry-run")
+    assert "would make: 20 new" in dry.output, dry.output
+    result = run_cli("sort", scenes, *args)
+    assert "vanished" not in result.output and "not sorted" not in result.output, result.output
+    entries = read_manifest(out)["entries"]
+    assert len(entries) == 20 and len({e.src for e in entries}) == 20
+    assert all((out / e.dest).is_file() for e in entries)
+    again = run_cli("sort", scenes, *args, "--dry-run")
+    assert "would make: 0 new, 0 removed, 20 kept" in again.output, again.output

@@ -133,3 +133,33 @@ def test_library_sort_refuses_a_wrong_clustering_option_before_any_work(collecti
     with pytest.raises(ClusterError, match="unknown clustering option 'min_size'"):
         workflow.sort(collection[0], tmp_path / "out", workflow.Settings(faces="off"), min_size=3)
     assert not (tmp_path / "out").exists()
+
+
+def folder_of_character(out: Path, kind: int, names) -> set[str]:
+    return {p.parent.name for name in names for p in out.glob(f"*/{name}")}
+
+
+def test_move_mode_keeps_its_characters_for_new_pictures(collection):
+    """Issue 26, item 1: after --mode move the pictures have left IN; the next sorts must still
+    see them as their characters' members, so new pictures join the existing folders (and a
+    name given meanwhile), not new numbers."""
+    root, truth = collection
+    out = root.parent / "sorted"
+    run_cli("sort", root, "--out", out, "--mode", "move", *FAST)
+    homes = {c: folder_of_character(out, c, [Path(p).name for p, k in truth.items() if k == c]) for c in range(4)}
+    assert all(len(h) == 1 for h in homes.values()), homes
+    (first,) = homes[0]
+    run_cli("name", out, first, "Miku")
+    for round_, seeds in enumerate((range(100, 103), range(110, 112))):  # a full re-cluster, then an incremental one
+        for k in seeds:
+            draw_character(0, k).save(root / f"miku{k}.png")
+            draw_character(1, k).save(root / f"other{k}.png")
+        result = run_cli("sort", root, "--out", out, "--mode", "move", *FAST)
+        assert "removed from index" in result.output and ", 0 removed from index" in result.output, result.output
+        assert folder_of_character(out, 0, [f"miku{k}.png" for k in seeds]) == {"Miku"}, round_
+        assert folder_of_character(out, 1, [f"other{k}.png" for k in seeds]) == homes[1], round_
+        assert not snapshot(root)  # every picture was moved
+    status = run_cli("status", out)
+    assert "a re-run would change nothing" in status.output, status.output
+    run_cli("undo", out)
+    assert len(snapshot(root)) == len(truth) + 10
