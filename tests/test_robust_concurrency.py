@@ -221,3 +221,52 @@ def test_strict_counts_files_that_vanished_before_sorting(tmp_path, monkeypatch)
     monkeypatch.setattr(workflow, "cluster_embeddings", cluster_then_delete)
     result = run_cli("sort", root, "--out", tmp_path / "out", "--strict", *FAST, ok=None)
     assert result.exit_code == 3 and "strict: 1 file(s) skipped" in result.output
+
+
+def test_a_correction_during_a_sort_is_refused_never_undone(tmp_path, monkeypatch):
+    """Issue 26, item 4: `name` while a sort is planning used to succeed, and the sort then
+    applied its older plan over it. A correction must either hold or be refused as busy."""
+    from illusort import corrections
+    from illusort.errors import SortError
+    from illusort.manifest import output_lock
+
+    root = tmp_path / "pics"
+    make_collection(root, characters=3, per_character=8)
+    out = tmp_path / "out"
+    run_cli("sort", root, "--out", out, *FAST)
+    monkeypatch.setattr(corrections, "BUSY_WAIT", 0.3, raising=False)
+    real, said = workflow.cluster_rows, []
+
+    def cluster_then_name(*args, **kwargs):
+        result = real(*args, **kwargs)
+        try:
+            said.append(len(corrections.name_character(out, "character-001", "Miku")))
+        except SortError as error:
+            said.append(str(error))
+        return result
+
+    monkeypatch.setattr(workflow, "cluster_rows", cluster_then_name)
+    run_cli("sort", root, "--out", out, *FAST)
+    monkeypatch.setattr(workflow, "cluster_rows", real)
+    (named,) = said
+    assert isinstance(named, str) and "busy" in named and "\n" not in named, named
+    assert (out / "character-001").is_dir() and not (out / "Miku").exists()
+    with Index(default_index_path(root)) as index:
+        assert index.decisions() == {}  # refused: nothing half-done
+    # a lock held a moment (another correction) is waited for, not refused
+    import threading
+
+    monkeypatch.setattr(corrections, "BUSY_WAIT", 10, raising=False)
+    held = threading.Event()
+
+    def hold():
+        with output_lock(out.resolve()):
+            held.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    assert len(corrections.name_character(out, "character-001", "Miku")) == 8
+    holder.join()
+    assert len(list((out / "Miku").iterdir())) == 8
