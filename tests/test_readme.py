@@ -102,35 +102,40 @@ def place(out: Path, wanted: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+def run_line(line: str, home: Path, mode: str | None = None) -> bool:
+    """Run one README line as written (`mode`: given to every `sort`); False when skipped."""
+    if "download more pictures" in line:
+        draw_character(2, 77).save(home / "Pictures" / "fanart" / "new-1.png")
+        draw_character(0, 78).save(home / "Pictures" / "fanart" / "new-2.png")
+    completion = re.fullmatch(r'eval "\$\((_ILLUSORT_COMPLETE)=(\w+) illusort\)"', line.strip())
+    if completion:
+        result = invoke([], env={completion.group(1): completion.group(2)})
+        assert result.exit_code == 0 and "complete" in result.output.lower(), result.output
+        return True
+    ran = False
+    for words in commands(line):
+        if words[0] in SKIPPED:
+            continue
+        assert words[0] == "illusort", f"README runs something other than illusort: {line}"
+        args = [os.path.expanduser(w) if w.startswith("~") else w for w in words[1:]]
+        if args[0] in PARSED_ONLY or (args[0] == "evaluate" and not RUN_EVALUATE & set(args)):
+            parse_only(args)
+            ran = True
+            continue
+        if args[0] == "move":
+            out = Path(args[1])
+            for wanted in [a for a in args[2:] if "/" in a and not a.startswith("-")]:
+                place(out, wanted)
+        if args[0] == "sort" and mode:
+            args += ["--mode", mode]
+        result = invoke(args)
+        assert result.exit_code == 0, f"README line failed: {line}\n{result.output}"
+        ran = True
+    return ran
+
+
 def test_every_readme_command_runs(readme_home):
-    ran = []
-    for block in shell_blocks(README.read_text()):
-        for line in block:
-            if "download more pictures" in line:
-                draw_character(2, 77).save(readme_home / "Pictures" / "fanart" / "new-1.png")
-                draw_character(0, 78).save(readme_home / "Pictures" / "fanart" / "new-2.png")
-            completion = re.fullmatch(r'eval "\$\((_ILLUSORT_COMPLETE)=(\w+) illusort\)"', line.strip())
-            if completion:
-                result = invoke([], env={completion.group(1): completion.group(2)})
-                assert result.exit_code == 0 and "complete" in result.output.lower(), result.output
-                ran.append(line)
-                continue
-            for words in commands(line):
-                if words[0] in SKIPPED:
-                    continue
-                assert words[0] == "illusort", f"README runs something other than illusort: {line}"
-                args = [os.path.expanduser(w) if w.startswith("~") else w for w in words[1:]]
-                if args[0] in PARSED_ONLY or (args[0] == "evaluate" and not RUN_EVALUATE & set(args)):
-                    parse_only(args)
-                    ran.append(line)
-                    continue
-                if args[0] == "move":
-                    out = Path(args[1])
-                    for wanted in [a for a in args[2:] if "/" in a and not a.startswith("-")]:
-                        place(out, wanted)
-                result = invoke(args)
-                assert result.exit_code == 0, f"README line failed: {line}\n{result.output}"
-                ran.append(line)
+    ran = [line for block in shell_blocks(README.read_text()) for line in block if run_line(line, readme_home)]
     assert len(ran) >= 25, ran
     for code in re.findall(r"```python\n(.*?)```", README.read_text(), re.S):  # "Use from Python"
         shutil.copytree(readme_home / "labelled", Path.cwd() / "pics")
@@ -139,3 +144,31 @@ def test_every_readme_command_runs(readme_home):
     # the last block sorted into by-character again: the README's corrections were remembered
     assert (out / "Ram" / "ram-1.png").is_symlink() and (out / "Rem").is_dir()
     assert not (out / "unsorted" / "logo.png").exists()
+
+
+def pictures(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*") if p.is_file() and ".illusort" not in p.parts}
+
+
+def test_the_workflow_runs_in_move_mode_too(readme_home):
+    """The README's workflow ("From a first sort to named, corrected folders") with
+    `--mode move`: the re-run still knows the characters the first sort moved away (new
+    pictures join their folders), and undo brings every picture back."""
+    (block,) = [b for b in shell_blocks(README.read_text()) if any("# 1. sort" in line for line in b)]
+    fanart, out = readme_home / "Pictures" / "fanart", readme_home / "Pictures" / "by-character"
+    *steps, undo = block
+    assert "illusort undo" in undo
+    originals = pictures(fanart)
+    for line in steps:
+        run_line(line, readme_home, mode="move")
+        if "download more pictures" in line:
+            originals.update(pictures(fanart))
+    assert not pictures(fanart)  # all moved, the new ones too
+    assert (out / "Ram" / "ram-1.png").is_file() and not (out / "Ram" / "ram-1.png").is_symlink()
+    for new, kind in (("new-1.png", 2), ("new-2.png", 0)):
+        (placed,) = out.glob(f"*/{new}")
+        homes = {p.parent.name for p in out.glob(f"*/c{kind}_*")}  # where the first sort put its character
+        assert placed.parent.name in homes, (new, homes)
+    run_line(undo, readme_home, mode="move")
+    assert pictures(fanart) == originals
