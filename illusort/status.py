@@ -260,14 +260,25 @@ def sort_again(root: Path, out: Path | None, meta: dict) -> str:
 
     out = out or (Path(meta["out"]) if meta.get("out") else None)
     model = meta.get("model_arg", meta.get("model"))
+    options = meta.get("options") or {}
     words = ["illusort", "sort", str(root)]
     for option, value, default in (("--out", out and str(out), str(default_output(root).resolve())),
                                    ("--model", model, DEFAULT_MODEL), ("--layer", meta.get("layer"), None),
                                    ("--faces", meta.get("faces"), "auto"), ("--precision", meta.get("precision"), "auto"),
-                                   ("--mode", meta.get("mode"), "symlink")):
-        if value and value != default:
-            words += [option, value]
+                                   ("--mode", meta.get("mode"), "symlink"), ("--known", meta.get("known"), None),
+                                   *((f"--{name.replace('_', '-')}", options.get(name), CLUSTER_DEFAULTS[name])
+                                     for name in CLUSTER_DEFAULTS)):
+        if value is not None and value != default:
+            words += [option, str(value)]
+    if "strictness" in options and options["strictness"] is None:
+        words.append("--paper-selection")
     return shlex.join(words)
+
+
+# The clustering options as the command line gives them (`cli.cluster_options`) with their
+# defaults: a repeated sort must cluster as the last one did, or it would not reuse its clustering.
+CLUSTER_DEFAULTS = {"algorithm": "auto", "min_cluster_size": None, "strictness": 0.5, "min_samples": 1,
+                    "umap_dims": 32, "seed": None, "similarity": None}
 
 
 def rerun_changes(root: Path, out: Path | None, manifest: dict | None, db, model: str | None,

@@ -267,6 +267,10 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
                 raise InputError(f"none of the {len(summary.skipped)} pictures in {root} could be read "
                                  f"(e.g. {path}: {reason}); nothing to sort")
             raise InputError(f"{root} holds no pictures; nothing to sort")
+        if known_refs:
+            threshold = model.known_threshold_for(len(known_refs[0])) if threshold is None else threshold
+            if threshold is None:
+                raise ModelError(f"{model.model_id} has no calibrated threshold: give --threshold for --known")
         if dry_run:
             return _plan(root, out, index, model, summary, mode, known_refs, threshold, recluster, cluster_options)
         # OUT's lock from reading its corrections to the last entry made: a correction made
@@ -296,9 +300,6 @@ def _plan(root, out, index, model, summary, mode, known_refs, threshold, reclust
     keys = [(r.path, r.face) for r in rows]
     matched = {}
     if known_refs:
-        threshold = model.known_threshold_for(len(known_refs[0])) if threshold is None else threshold
-        if threshold is None:
-            raise ModelError(f"{model.model_id} has no calibrated threshold: give --threshold for --known")
         names, references = known_refs
         matched = {i: name for i, name in enumerate(match_known(references, names, vectors, threshold)) if name}
     free = [i for i in range(len(rows)) if i not in matched]

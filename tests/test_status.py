@@ -5,6 +5,7 @@ or shown anywhere."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,9 @@ def test_an_older_output_is_not_up_to_date_after_a_sort_into_another(sorted_out,
     assert dry_run_changes(root, out)
     run_cli("sort", root, "--out", out, *FAST)
     assert rerun(out)["up_to_date"] and not dry_run_changes(root, out)
+    again = json.loads(run_cli("status", out, "--json").stdout)["sort_again"]  # the command status suggests
+    assert "--seed 0" in again, again
+    assert "nothing would change" in run_cli(*shlex.split(again)[1:], "--dry-run", "-q").output
 
 
 def test_a_correction_out_does_not_show_is_a_change(sorted_out):
