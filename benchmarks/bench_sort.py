@@ -177,7 +177,7 @@ def driver() -> None:
     for name in ("put", "commit", "remove", "known_digests", "rows_by_digest", "file_stats", "embeddings"):
         setattr(index.Index, name, timed("index", getattr(index.Index, name)))
     workflow.cluster_rows = timed("clustering", workflow.cluster_rows)
-    workflow.apply_sort = timed("placing", workflow.apply_sort)
+    workflow.apply_plan = timed("placing", workflow.apply_plan)
     workflow.assign_folders = timed("placing", workflow.assign_folders)
     workflow.plan_entries = timed("placing", workflow.plan_entries)
     local = embed.local_results
