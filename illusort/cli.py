@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
 import warnings
 from collections import Counter
@@ -127,7 +128,11 @@ def cluster_options(func):
                           "HDBSCAN outside; hdbscan (the paper); agglomerative (average linkage cut at "
                           "--similarity, up to 20,000 pictures)."),
         click.option("--similarity", type=click.FloatRange(-1, 1), default=None,
-                     help="agglomerative: cosine similarity that joins groups (default: the model card's threshold)."),
+                     help="agglomerative: the lowest cosine similarity that joins groups (default: the model card's "
+                          "threshold; raised on this folder where that makes folders more distinct, see --fit-cut)."),
+        click.option("--fit-cut/--no-fit-cut", default=True, show_default=True,
+                     help="agglomerative: raise the cut above --similarity while folders grow more distinct "
+                          "(silhouette): art unlike the training art (3D, grayscale) is not chained into one folder."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -148,7 +153,7 @@ def cluster_kwargs(kwargs):
     return {"min_cluster_size": kwargs.pop("min_cluster_size"), "min_samples": kwargs.pop("min_samples"),
             "strictness": None if paper else strictness,
             "umap_dims": kwargs.pop("umap_dims"), "seed": kwargs.pop("seed"),
-            "algorithm": kwargs.pop("algorithm"), "similarity": kwargs.pop("similarity")}
+            "algorithm": kwargs.pop("algorithm"), "similarity": kwargs.pop("similarity"), "fit_cut": kwargs.pop("fit_cut")}
 
 
 def embedding_line(summary) -> str:
@@ -451,10 +456,48 @@ def sorted_output_command(func):
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--last", is_flag=True, help="Take back only the last correction (name, merge, move, accept, reject).")
 @sorted_output_command
-def undo(out, as_json, index_path, source):
-    """Reverse the sort in OUT: remove what it made (moved files go back); keep what you changed since."""
-    undo_output(out, as_json, source, index_path)
+def undo(out, as_json, last, index_path, source):
+    """Reverse the sort in OUT: remove what it made (moved files go back); keep what you changed since.
+    With --last, take back only your last correction of OUT (again for the one before)."""
+    if not last:
+        undo_output(out, as_json, source, index_path)
+        return
+    from . import corrections
+    from .status import find_sort
+
+    find_sort(out, "undo")
+    what = corrections.undo_last(out, index_path, source)
+    click.echo(json.dumps({"out": str(out), "undone": what}) if as_json else f"taken back: {what}")
+
+
+@main.command()
+@sorted_output_command
+@click.argument("numbers", nargs=-1, type=click.IntRange(1))
+@click.option("--all-above", type=click.FloatRange(-1, 1), default=None, metavar="SIMILARITY",
+              help="Every suggested placing, move and merge at this similarity or more (splits only by number).")
+def accept(out, numbers, all_above, index_path, source):
+    """Take suggestions of `illusort status OUT` by their numbers, or all above a similarity: the
+    pictures move, folders merge or split, and later sorts keep it (undo: illusort undo OUT --last)."""
+    from . import suggest
+
+    if bool(numbers) == (all_above is not None):
+        raise click.UsageError("give suggestion numbers or --all-above SIMILARITY (one of the two)")
+    taken = suggest.accept(out, list(numbers), all_above, index_path, source)
+    click.echo(f"accepted {plural(len(taken), 'suggestion')}" + ("" if taken else " (none at that similarity)"))
+
+
+@main.command()
+@sorted_output_command
+@click.argument("numbers", nargs=-1, required=True, type=click.IntRange(1))
+def reject(out, numbers, index_path, source):
+    """Say no to suggestions of `illusort status OUT`: a picture is remembered as not that
+    character, a merge or split is never proposed again. Nothing moves."""
+    from . import suggest
+
+    taken = suggest.reject(out, list(numbers), index_path, source)
+    click.echo(f"rejected {plural(len(taken), 'suggestion')}; remembered by later sorts and suggestions")
 
 
 @main.command()
@@ -479,8 +522,10 @@ def name(out, folder, name, index_path, source):
         click.echo(f"{Path(out) / name} already has that name: its {plural(total, 'image')} stay {name} "
                    "in later sorts")
         return
-    held = "" if total == len(moved) else f" (merged: it now holds {plural(total, 'image')})"
-    click.echo(f"{plural(len(moved), 'image')} now in {Path(out) / name}{held}")
+    click.echo(f"{plural(len(moved), 'image')} now in {Path(out) / name}")
+    if total != len(moved):
+        click.echo(f"{name} already existed: {folder} was merged into it (it now holds {plural(total, 'image')}); "
+                   f"to take that back: illusort undo {shlex.quote(str(out))} --last")
 
 
 @main.command()
@@ -506,19 +551,27 @@ def merge(out, into, others, index_path, source):
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--to", "to", default=None, metavar="NAME", help="The character folder they belong in.")
 @click.option("--not-character", is_flag=True, help="Not a character: set aside in OUT/not-a-character/.")
+@click.option("--not", "not_name", default=None, metavar="NAME",
+              help="Not this character: remembered, and out of NAME's folder (to unsorted/) if there.")
 @index_option
 @in_option
 @fail_cleanly
-def move(out, files, to, not_character, index_path, source):
+def move(out, files, to, not_character, not_name, index_path, source):
     """Move pictures of OUT to another character; remembered by later sorts. FILES are paths
     inside OUT, e.g. character-007/x.png (as the report and `illusort status` show them)."""
     from . import corrections
     from .naming import NOT_A_CHARACTER
     from .status import find_sort
 
-    if bool(to) == not_character:
-        raise click.UsageError("give either --to NAME or --not-character")
+    if [bool(to), not_character, bool(not_name)].count(True) != 1:
+        raise click.UsageError("give either --to NAME, --not NAME or --not-character")
     find_sort(out, "move")
+    if not_name:
+        corrections.check_character_name(not_name, "--not NAME")
+        moved = corrections.reject_images(out, list(files), not_name, index_path, source)
+        click.echo(f"{plural(len(files), 'image')} remembered as not {not_name}"
+                   + (f"; {len(moved)} moved to unsorted/" if moved else ""))
+        return
     if not not_character:
         corrections.check_character_name(to, "--to NAME")
     moved = corrections.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path,
@@ -550,8 +603,10 @@ def status(path, as_json):
     pictures indexed and skipped, folders, unsorted pictures with the character each is
     nearest to, the last run, and what a re-run would change. Changes nothing."""
     from .status import status as read_status
+    from .suggest import suggestions
 
     info = read_status(path)
+    info["fixes"] = [s.as_dict() for s in suggestions(Path(info["out"]))] if info["out"] else []
     if as_json:
         click.echo(json.dumps(info, indent=1))
         return
@@ -567,13 +622,13 @@ def status(path, as_json):
          f"{info['unsorted']} unsorted" + (f", {info['not_a_character']} set aside" if info['not_a_character'] else ""))
     for folder, count in folders.items():
         echo(f"  {folder}: {count}")
-    if info["suggestions"]:
-        echo("unsorted pictures, nearest character (similarity) and the command that accepts it:")
-        for s in info["suggestions"][:30]:
-            weak = "" if s.get("likely", True) else ", below the model's threshold"
-            echo(f"  {s['file']}: {s['folder']} ({s['similarity']:.2f}{weak})   {s['command']}")
-        if len(info["suggestions"]) > 30:
-            echo(f"  ... {len(info['suggestions']) - 30} more (--json lists all)")
+    if info["fixes"]:
+        shown = 30
+        echo("suggested fixes, surest first: illusort accept OUT N... takes them, illusort reject OUT N... says no")
+        for s in info["fixes"][:shown]:
+            echo(f"  {s['number']:>3}. {describe_fix(s)} ({s['similarity']:.2f})   {s['command']}")
+        if len(info["fixes"]) > shown:
+            echo(f"  ... {len(info['fixes']) - shown} more (--json lists all)")
     rerun = info["rerun"]
     if info["out"] is None:
         echo(f"no sort stands (none made yet, or undone): `{info['sort_again']}` places the "
@@ -593,6 +648,14 @@ def status(path, as_json):
                 if rerun["reclustered"] else ""]
         echo(f"a re-run would take in: {', '.join(parts)} pictures" + "".join(f"; {a}" for a in also if a)
              + f"   ({info['sort_again']})")
+
+
+def describe_fix(s: dict) -> str:
+    files = s["files"]
+    return {"place": lambda: f"{files[0]} -> {s['folder']}",
+            "move": lambda: f"{files[0]} -> {s['folder']} (from {s['other']})",
+            "merge": lambda: f"same character? {s['other']} into {s['folder']}",
+            "split": lambda: f"split {s['folder']}: {plural(len(files), 'picture')} to {s['other']}"}[s["kind"]]()
 
 
 @main.command()

@@ -45,12 +45,17 @@ def check_character_folder(folder: str) -> str:
     return folder
 
 
+def keys_of(root: Path, entries: list[Entry]) -> list[tuple[str, int]]:
+    """The index rows (path relative to the sorted folder, face) of OUT entries."""
+    base = Path(root).resolve()
+    return [(Path(e.src).relative_to(base).as_posix(), face) for e in entries for face in e.faces]
+
+
 def record_renames(index: Index, root: Path, entries: list[Entry]) -> None:
     """Entries whose folder the user chose are decisions: later sorts keep them there."""
     by_folder: dict[str, list] = {}
     for e in entries:
-        rel = Path(e.src).relative_to(Path(root).resolve()).as_posix()
-        by_folder.setdefault(folder_of(e.dest), []).extend((rel, face) for face in e.faces)
+        by_folder.setdefault(folder_of(e.dest), []).extend(keys_of(root, [e]))
     for folder, keys in by_folder.items():
         index.decide(keys, folder)
 
@@ -82,15 +87,81 @@ def folder_entries(out: Path, folder: str) -> list[Entry]:
     return entries
 
 
-def _correct(root, index, out, targets: dict[str, str], confirmed=()) -> list[Entry]:
+def _correct(root, index, out, targets: dict[str, str], confirmed=(), what: str = "",
+             rejected: tuple[str, ...] = ()) -> list[Entry]:
     """Remember where OUT entries ({dest: folder}) and `confirmed` belong, then move them. The
     decision is stored first: a run killed while moving is completed or rolled back by the
-    next command (`sort.relocate` is journaled), and the next sort still puts them there."""
+    next command (`sort.relocate` is journaled), and the next sort still puts them there.
+    `rejected`: (character,) the moved pictures are not, remembered instead of a decision (they
+    go to a folder the sort chooses). Journaled in the index for `undo_last`."""
     entries = {e.dest: e for e in read_manifest(output_folder(out))["entries"]}
+    targets = {d: folder for d, folder in targets.items() if d in entries}
     decided = [Entry(entries[d].src, f"{folder}/{Path(d).name}", faces=entries[d].faces)
-               for d, folder in targets.items() if d in entries]
-    record_renames(index, root, decided + list(confirmed))
-    return relocate(root, out, targets)
+               for d, folder in targets.items()]
+    keys = keys_of(root, decided + list(confirmed))
+    before = index.decisions()
+    undo = {"decisions": [[p, f, before.get((p, f))] for p, f in keys], "rejected": [], "back": []}
+    if rejected:
+        index.decide_many({key: None for key in keys})
+        for character in rejected:
+            index.reject(keys, character)
+            undo["rejected"] += [[p, f, character] for p, f in keys]
+    else:
+        record_renames(index, root, decided + list(confirmed))
+        for e in decided:  # placed there by the user: no longer "not" that character
+            index.reject(keys_of(root, [e]), folder_of(e.dest), forget=True)
+    old_folder = {(entries[d].src, entries[d].faces): folder_of(d) for d in targets}
+    moved = relocate(root, out, targets)
+    undo["back"] = [[e.dest, old_folder[e.src, e.faces]] for e in moved if (e.src, e.faces) in old_folder]
+    index.journal(os.path.realpath(output_folder(out)), what or f"{len(moved)} moved", undo)
+    return moved
+
+
+def undo_last(out: Path, index_path: Path | None = None, source: Path | None = None) -> str:
+    """Take back the last correction of OUT (name, merge, move, accept, reject): its decisions
+    and rejections as they were before, its pictures back in their folders. Returns what it was."""
+    with corrections(out, index_path, source) as (root, index):
+        last = index.last_journal(os.path.realpath(output_folder(out)))
+        if last is None:
+            raise InputError(f"no correction of {out} to undo (illusort undo {out} removes the whole sort)")
+        seq, what, undo = last
+        index.decide_many({(p, f): character for p, f, character in undo["decisions"]})
+        for p, f, character in undo.get("rejected", []):
+            index.reject([(p, f)], character, forget=True)
+        index.dismiss(undo.get("dismissed", []), forget=True)
+        relocate(root, out, {dest: folder for dest, folder in undo["back"]})
+        index.drop_journal(seq)
+        return what
+
+
+def dismiss(out: Path, keys: list[str], what: str, apart: list[tuple[str, str]] = (),
+            index_path: Path | None = None, source: Path | None = None) -> None:
+    """Remember that suggestions (by key) were answered no; `apart`: folder pairs that are not
+    one character, a cannot-link of every picture of each with the other (later sorts keep
+    them apart). Journaled like a correction."""
+    with corrections(out, index_path, source) as (root, index):
+        index.dismiss(keys)
+        rejected = []
+        for a, b in apart:
+            for folder, other in ((a, b), (b, a)):
+                keys_of_folder = keys_of(root, folder_entries(out, folder))
+                index.reject(keys_of_folder, other)
+                rejected += [[p, f, other] for p, f in keys_of_folder]
+        index.journal(os.path.realpath(output_folder(out)), what,
+                      {"decisions": [], "rejected": rejected, "back": [], "dismissed": list(keys)})
+
+
+def reject_images(out: Path, files: list[Path], character: str, index_path: Path | None = None,
+                  source: Path | None = None) -> list[Entry]:
+    """"Not this character": FILES (paths inside OUT) are remembered as not `character`; those
+    in its folder go to unsorted/, and no later sort or suggestion puts them back there."""
+    out_r = output_folder(out)
+    with corrections(out, index_path, source) as (root, index):
+        entries = {e.dest: e for e in read_manifest(out_r)["entries"]}
+        dests = [dest_in(out, out_r, file, entries) for file in files]
+        targets = {d: UNSORTED if folder_of(d) == character else folder_of(d) for d in dests}
+        return _correct(root, index, out, targets, what=f"{len(dests)} marked not {character}",
+                        rejected=(character,))
 
 
 def name_character(out: Path, folder: str, name: str, index_path: Path | None = None,
@@ -98,7 +169,9 @@ def name_character(out: Path, folder: str, name: str, index_path: Path | None = 
     """Rename a character folder (merging it into NAME if that folder exists)."""
     check_folder_name(name)
     with corrections(out, index_path, source) as (root, index):
-        return _correct(root, index, out, {e.dest: name for e in folder_entries(out, folder)})
+        index.rename_character(folder, name)
+        return _correct(root, index, out, {e.dest: name for e in folder_entries(out, folder)},
+                        what=f"{folder} named {name}")
 
 
 def merge_characters(out: Path, into: str, others: list[str], index_path: Path | None = None,
@@ -107,7 +180,7 @@ def merge_characters(out: Path, into: str, others: list[str], index_path: Path |
     with corrections(out, index_path, source) as (root, index):
         kept = folder_entries(out, into)
         targets = {e.dest: into for folder in others for e in folder_entries(out, folder)}
-        return _correct(root, index, out, targets, confirmed=kept)
+        return _correct(root, index, out, targets, confirmed=kept, what=f"{', '.join(others)} merged into {into}")
 
 
 def move_images(out: Path, files: list[Path], to: str, index_path: Path | None = None,
@@ -120,7 +193,8 @@ def move_images(out: Path, files: list[Path], to: str, index_path: Path | None =
     with corrections(out, index_path, source) as (root, index):
         entries = {e.dest: e for e in read_manifest(out_r)["entries"]}
         targets = {dest_in(out, out_r, file, entries): to for file in files}
-        return _correct(root, index, out, targets, confirmed=[entries[d] for d in targets if folder_of(d) == to])
+        return _correct(root, index, out, targets, confirmed=[entries[d] for d in targets if folder_of(d) == to],
+                        what=f"{len(targets)} moved to {to}")
 
 
 def dest_in(out: Path, out_r: Path, file: Path, entries: dict) -> str:

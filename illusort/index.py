@@ -49,6 +49,19 @@ CREATE TABLE IF NOT EXISTS decisions(  -- the user's corrections; they hold for 
     character TEXT NOT NULL,         -- folder name the user gave (or 'not-a-character')
     PRIMARY KEY (path, face)
 );
+CREATE TABLE IF NOT EXISTS rejections(  -- "not this character": no later sort or suggestion puts it there
+    path      BLOB NOT NULL,
+    face      INTEGER NOT NULL,
+    character TEXT NOT NULL,
+    PRIMARY KEY (path, face, character)
+);
+CREATE TABLE IF NOT EXISTS dismissed(key TEXT PRIMARY KEY);  -- merge/split suggestions the user said no to
+CREATE TABLE IF NOT EXISTS journal(  -- every correction, newest last, so the last ones can be taken back
+    seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+    out  TEXT NOT NULL,              -- the output folder it changed (real path)
+    what TEXT NOT NULL,              -- what it did, in words
+    undo TEXT NOT NULL               -- JSON: what restores the state before it
+);
 CREATE TABLE IF NOT EXISTS changes(n INTEGER NOT NULL);  -- bumped by every change to items
 INSERT INTO changes(n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM changes);
 CREATE TRIGGER IF NOT EXISTS items_inserted AFTER INSERT ON items BEGIN UPDATE changes SET n = n + 1; END;
@@ -312,6 +325,16 @@ class Index:
         rows = self.db.execute("SELECT path, face, character FROM decisions")
         return {(os.fsdecode(p), f): c for p, f, c in rows}
 
+    def rejections(self) -> dict[tuple[str, int], set[str]]:
+        """(path, face) -> the characters the user said it is not."""
+        found: dict[tuple[str, int], set[str]] = {}
+        for p, f, c in self.db.execute("SELECT path, face, character FROM rejections"):
+            found.setdefault((os.fsdecode(p), f), set()).add(c)
+        return found
+
+    def dismissed(self) -> set[str]:
+        return {k for (k,) in self.db.execute("SELECT key FROM dismissed")}
+
     def clustering(self, run: str) -> dict[tuple[str, int], tuple[int, float]]:
         """(path, face) -> (label, probability) of the last clustering saved under `run`."""
         rows = self.db.execute("SELECT path, face, label, probability FROM clusterings WHERE run=?", (run,))
@@ -329,6 +352,46 @@ class Index:
         """Record that these (path, face) rows are `character`, for this and later sorts."""
         self.db.executemany("INSERT OR REPLACE INTO decisions(path, face, character) VALUES (?,?,?)",
                             [(os.fsencode(p), int(f), character) for p, f in keys])
+        self.db.commit()
+
+    def decide_many(self, decided: dict[tuple[str, int], str | None]) -> None:
+        """Set (or, for None, forget) the decision of each (path, face): how undo restores them."""
+        for (p, f), character in decided.items():
+            if character is None:
+                self.db.execute("DELETE FROM decisions WHERE path=? AND face=?", (os.fsencode(p), int(f)))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO decisions(path, face, character) VALUES (?,?,?)",
+                                (os.fsencode(p), int(f), character))
+        self.db.commit()
+
+    def reject(self, keys, character: str, forget: bool = False) -> None:
+        """Remember (or, with `forget`, drop) that these (path, face) rows are not `character`."""
+        sql = ("DELETE FROM rejections WHERE path=? AND face=? AND character=?" if forget else
+               "INSERT OR IGNORE INTO rejections(path, face, character) VALUES (?,?,?)")
+        self.db.executemany(sql, [(os.fsencode(p), int(f), character) for p, f in keys])
+        self.db.commit()
+
+    def dismiss(self, keys, forget: bool = False) -> None:
+        sql = "DELETE FROM dismissed WHERE key=?" if forget else "INSERT OR IGNORE INTO dismissed(key) VALUES (?)"
+        self.db.executemany(sql, [(k,) for k in keys])
+        self.db.commit()
+
+    def rename_character(self, old: str, new: str) -> None:
+        """A renamed folder keeps what was said against it ("not OLD" is now "not NEW")."""
+        self.db.execute("UPDATE OR IGNORE rejections SET character=? WHERE character=?", (new, old))
+        self.db.commit()
+
+    def journal(self, out: str, what: str, undo: dict) -> None:
+        self.db.execute("INSERT INTO journal(out, what, undo) VALUES (?,?,?)", (out, what, json.dumps(undo)))
+        self.db.commit()
+
+    def last_journal(self, out: str) -> tuple[int, str, dict] | None:
+        row = self.db.execute("SELECT seq, what, undo FROM journal WHERE out=? ORDER BY seq DESC LIMIT 1",
+                              (out,)).fetchone()
+        return (row[0], row[1], json.loads(row[2])) if row else None
+
+    def drop_journal(self, seq: int) -> None:
+        self.db.execute("DELETE FROM journal WHERE seq=?", (seq,))
         self.db.commit()
 
     def put(self, model: str, path: str, size: int, mtime_ns: int, digest: str | None, rows: list[Row]) -> None:

@@ -55,11 +55,13 @@ def folder_names(paths: list[str], labels: np.ndarray, previous: dict[str, set[s
 
 
 def assign_folders(keys: list[tuple[str, int]], labels: np.ndarray, decided: dict, known: dict[int, str],
-                   previous: dict[str, set[str]]) -> list[str]:
+                   previous: dict[str, set[str]], rejected: dict | None = None) -> list[str]:
     """The folder of each index row (path, face): the user's decision (`decided`, by key), else
-    a known character it matched (`known`, by row), else the name its cluster takes from
-    decided members (ADOPT_SHARE), else a numbered folder kept stable across runs
-    (`folder_names`), else 'unsorted' (cluster label -1)."""
+    a known character it matched (`known`, by row: `--known` references, or the pictures the
+    user placed), else the name its cluster takes from members decided or matched
+    (ADOPT_SHARE, and more than the members said not to be it), else a numbered folder kept stable across runs (`folder_names`), else
+    'unsorted' (cluster label -1). A row never goes to a folder the user said it is not
+    (`rejected`, by key: a cannot-link); it is unsorted instead."""
     chosen = [decided.get(key) for key in keys]
     for i, name in known.items():
         chosen[i] = chosen[i] or name
@@ -67,18 +69,22 @@ def assign_folders(keys: list[tuple[str, int]], labels: np.ndarray, decided: dic
     for i, label in enumerate(labels):
         if label >= 0:
             members[int(label)].append(i)
+    rejected = rejected or {}
     adopted = {}
     for label, rows in members.items():
-        votes = Counter(decided[keys[i]] for i in rows if keys[i] in decided)
+        votes = Counter(chosen[i] for i in rows if chosen[i] and chosen[i] != NOT_A_CHARACTER)
         if votes:
             name, count = votes.most_common(1)[0]
-            if count >= ADOPT_SHARE * len(rows):
+            against = sum(name in rejected.get(keys[i], ()) for i in rows)
+            if count >= ADOPT_SHARE * len(rows) and count > against:
                 adopted[label] = name
     taken = set(adopted.values()) | {c for c in chosen if c}
     numbered = [label if label >= 0 and label not in adopted else -1 for label in labels]
     names = folder_names([k[0] for k in keys], np.asarray(numbered),
                          {n: m for n, m in previous.items() if n not in taken})
-    return [chosen[i] or adopted.get(int(label)) or names[numbered[i]] for i, label in enumerate(labels)]
+    folders = [chosen[i] or adopted.get(int(label)) or names[numbered[i]] for i, label in enumerate(labels)]
+    return [UNSORTED if folder in rejected.get(key, ()) and decided.get(key) != folder else folder
+            for key, folder in zip(keys, folders)]
 
 
 def plan_entries(root: Path, paths: list[str], folders: list[str], faces: list[int] | None = None,

@@ -25,7 +25,7 @@ from .index import Index, Row, default_index_path, recorded_outputs, remember_ou
 from .registry import check_device, check_model
 from .query import match_known, rank
 from .manifest import Entry, output_folder, output_lock, read_manifest
-from .naming import assign_folders, plan_entries, previous_folders
+from .naming import NOT_A_CHARACTER, UNSORTED, assign_folders, plan_entries, previous_folders
 from .sort import SortResult, apply_plan, apply_sort, check_output, moved_members, present, unmoved
 from .status import LAST_SORT, sort_key
 
@@ -151,13 +151,14 @@ def cluster_rows(index: Index, model: LoadedModel, keys: list, vectors, options:
         labels = np.array([saved[key][0] if key in saved else -1 for key in keys])
         probabilities = np.array([saved[key][1] if key in saved else 0.0 for key in keys])
         if new:
-            labels[new], probabilities[new] = assign_to_clusters(vectors[old], labels[old], vectors[new],
-                                                                 model.threshold)
-        clustering = Clustering(labels, probabilities, {"reused": len(old), "placed": len(new), **options})
-        history = {"full": history["full"], "added": history["added"] + len(new)}
+            cut = history.get("params", {}).get("similarity") or model.threshold  # the fitted cut, when there is one
+            labels[new], probabilities[new] = assign_to_clusters(vectors[old], labels[old], vectors[new], cut)
+        clustering = Clustering(labels, probabilities, {**options, **history.get("params", {}), "reused": len(old),
+                                                        "placed": len(new)})
+        history = {**history, "added": history["added"] + len(new)}
     else:
         clustering = cluster_embeddings(vectors, **options)
-        history = {"full": len(keys), "added": 0}
+        history = {"full": len(keys), "added": 0, "params": clustering.params}
     index.save_clustering(run, keys, clustering.labels, clustering.probabilities)
     index.set_meta(f"clustered {run}", {**history, "digest": clustering_digest(keys, clustering.labels)})
     return clustering
@@ -284,6 +285,8 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
                   "model_arg": model_argument(settings.model), "layer": settings.layer,
                   "precision": settings.precision, "faces": model.faces, "mode": mode,
                   "time": time.strftime("%FT%T%z"), "threshold": model.threshold, "options": cluster_options,
+                  "cut": run.clustering.params.get("similarity")
+                  if run.clustering.params.get("algorithm") == "agglomerative" else None,
                   "known": str(Path(known).resolve()) if known else None,
                   "clustering": index.get_meta(f"clustered {run_key(cluster_options, model.model_id, model.threshold)}",
                                               {}).get("digest")}
@@ -302,16 +305,33 @@ def _plan(root, out, index, model, summary, mode, known_refs, threshold, reclust
     if known_refs:
         names, references = known_refs
         matched = {i: name for i, name in enumerate(match_known(references, names, vectors, threshold)) if name}
-    free = [i for i in range(len(rows)) if i not in matched]
-    clustering = cluster_rows(index, model, [keys[i] for i in free],
-                              vectors[free] if free else np.zeros((0, 1), np.float32), cluster_options, recluster)
-    labels = np.full(len(rows), -1)
-    labels[free] = clustering.labels
-    folders = assign_folders(keys, labels, decided, matched, previous_folders(manifest))
+    clustering = cluster_rows(index, model, keys, vectors if rows else np.zeros((0, 1), np.float32),
+                              cluster_options, recluster)
+    matched = {**spread_decisions(keys, vectors, decided, model, clustering), **matched}
+    folders = assign_folders(keys, clustering.labels, decided, matched, previous_folders(manifest),
+                             index.rejections())
     planned = plan_entries(root, [r.path for r in rows], folders, [r.face for r in rows], one_folder=mode == "move")
     name = model.card.get("name") or model.model_id.split(":")[0]
     return SortRun(out, planned, None, clustering, summary, name, model.model_id,
                    list(manifest["entries"]) if manifest else [], mode)
+
+
+def spread_decisions(keys: list, vectors: np.ndarray, decided: dict, model: LoadedModel,
+                     clustering: Clustering) -> dict[int, str]:
+    """Rows that pass the known-character bar of a folder the user put pictures in (the
+    `--known` rule, the user's placed pictures as references): {row: folder}. The bar rises
+    with the number of references, and never sits below the sort's own cut (fitted to art
+    unlike the training art, where every picture looks "similar")."""
+    rows = [i for i, key in enumerate(keys) if decided.get(key) not in (None, UNSORTED, NOT_A_CHARACTER)]
+    if not rows:
+        return {}
+    bar = model.known_threshold_for(len(rows))
+    if bar is None:
+        return {}
+    bar = max(bar, clustering.params.get("similarity") or bar)
+    names = [decided[keys[i]] for i in rows]
+    return {i: name for i, name in enumerate(match_known(vectors[rows], names, vectors, bar))
+            if name and keys[i] not in decided}
 
 
 def model_argument(model: str | None) -> str | None:

@@ -1,0 +1,321 @@
+"""What illusort proposes to fix in a sort, ranked by how sure it is, and taking or refusing it.
+
+Five kinds, one queue (`suggestions`), most confident first:
+- `place`: an unsorted picture into the character it is most like;
+- `move`: a picture more like another character than the rest of its own folder;
+- `new`: unsorted pictures alike enough to be one new character;
+- `merge`: two folders that look like one character ("same character?");
+- `split`: a folder whose pictures form two tight groups that are less alike.
+
+Similarities are average-linkage ones (the mean cosine similarity to a folder's members), so
+one scale serves every kind: the confidence is the margin to the cut the last sort into OUT
+used (the model's threshold, fitted to the collection). Each kind is offered only where it was
+more often right than wrong on held-out characters (the BARS below; benchmarks/RESULTS.md,
+"Actions to a clean collection"): a wrong suggestion costs the user an action.
+
+`accept` applies suggestions through the same corrections as `name` / `merge` / `move`
+(journaled, kept by later sorts, undone by `undo --last`); `reject` remembers a no ("not this
+character" for a picture; a dismissed merge, split or group), so it is never proposed again.
+Reading the queue changes nothing and needs no torch, like `status`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
+from .status import find_sort, in_out, last_sort, model_key, open_index, relative, rows_of
+
+KINDS = ("place", "move", "new", "merge", "split")
+# Where each kind is offered, as a margin to the sort's cut: an unsorted picture this much above
+# it; a move this much more like the other folder than its own; unsorted pictures this much more
+# alike than the cut; two folders from this far below it; halves this much tighter than their link.
+BARS = {"place": 0.05, "move": 0.05, "new": 0.075, "merge": -0.025, "split": 0.1}
+SPLIT_MIN = 4         # folders smaller than this are never proposed for a split
+DEFAULT_THRESHOLD = 0.5
+NUMBERED = re.compile(r"character-(\d+)")
+
+
+@dataclass
+class Suggestion:
+    number: int                 # 1-based rank in this queue
+    kind: str                   # place | move | merge | split
+    confidence: float           # margin to the model's threshold: higher is surer
+    similarity: float           # the average-linkage similarity it rests on
+    folder: str                 # place/move/new: the target; merge: the folder kept; split: the folder split
+    other: str | None = None    # move: the folder it leaves; merge: the folder merged in; split: the new folder
+    files: list[str] = field(default_factory=list)  # OUT-relative pictures it moves (none for a merge)
+    command: str = ""           # the illusort command that accepts it
+
+    @property
+    def key(self) -> str:
+        """What a rejection remembers for a merge, split or new group (the folders, the pictures)."""
+        if self.kind == "merge":
+            return "merge\0" + "\0".join(sorted((self.folder, self.other)))
+        digest = hashlib.sha1("\0".join(sorted(self.files)).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        return f"{self.kind}\0{'' if self.kind == 'new' else self.folder}\0{digest}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SortState:
+    """OUT as suggestions see it: its manifest, the sorted folder, one vector per entry."""
+    out: Path
+    root: Path
+    manifest: dict
+    threshold: float
+    vectors: dict[str, np.ndarray]          # dest -> the vectors (faces) that placed it
+    rejected: dict[str, set[str]]           # dest -> the characters the user said it is not
+    dismissed: set[str]
+
+    def folders(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for e in self.manifest["entries"]:
+            found.setdefault(folder_of(e.dest) or UNSORTED, []).append(e.dest)
+        return found
+
+
+def load_state(out: Path, index_path: Path | None = None) -> SortState:
+    out, manifest = find_sort(out, "status")
+    manifest = in_out(out, manifest)   # a picture deleted from OUT by hand is not suggested
+    root = Path(manifest["source"])
+    db = open_index(root, index_path)
+    try:
+        model = model_key(db, out)
+        rows = rows_of(db, model, vectors=True)
+        record = last_sort(db, out)  # the cut the sort used (fitted to this collection), else the model's
+        threshold = record.get("cut") or record.get("threshold")
+        rejected, dismissed = _rejections(db)
+    finally:
+        if db is not None:
+            db.close()
+    vectors, not_these = {}, {}
+    for e in manifest["entries"]:
+        rel = relative(e, manifest["source"])
+        found = [rows[rel, f][1] for f in e.faces if (rel, f) in rows]
+        if found:
+            vectors[e.dest] = np.stack(found)
+        said = set().union(*(rejected.get((rel, f), set()) for f in e.faces))
+        if said:
+            not_these[e.dest] = said
+    return SortState(Path(out), root, manifest, DEFAULT_THRESHOLD if threshold is None else float(threshold),
+                     vectors, not_these, dismissed)
+
+
+def _rejections(db) -> tuple[dict, set]:
+    if db is None:
+        return {}, set()
+    try:
+        rejected: dict[tuple[str, int], set[str]] = {}
+        for p, f, c in db.execute("SELECT path, face, character FROM rejections"):
+            rejected.setdefault((os.fsdecode(p), f), set()).add(c)
+        return rejected, {k for (k,) in db.execute("SELECT key FROM dismissed")}
+    except Exception:  # an index from before rejections were kept
+        return {}, set()
+
+
+def suggestions(out: Path, index_path: Path | None = None, kinds=KINDS) -> list[Suggestion]:
+    """The ranked queue of fixes for OUT (see the module's docstring)."""
+    return rank(load_state(out, index_path), kinds)
+
+
+def rank(state: SortState, kinds=KINDS) -> list[Suggestion]:
+    folders = {f: [d for d in dests if d in state.vectors] for f, dests in state.folders().items()}
+    characters = sorted(f for f, dests in folders.items() if dests and f not in (UNSORTED, NOT_A_CHARACTER))
+    numbers = iter(range(next_free_number(folders), 1_000_000))
+    found: list[Suggestion] = []
+    if characters:
+        # each member by its first vector (the face that placed it); folder sums give mean similarities
+        sums = np.stack([np.sum([state.vectors[d][0] for d in folders[f]], axis=0) for f in characters])
+        sizes = np.array([len(folders[f]) for f in characters], float)
+        if "place" in kinds:
+            found += _places(state, folders.get(UNSORTED, []), characters, sums, sizes)
+        if "move" in kinds:
+            found += _moves(state, folders, characters, sums, sizes)
+        if "merge" in kinds:
+            found += _merges(state, characters, sums, sizes)
+        if "split" in kinds:
+            found += _splits(state, folders, characters, numbers)
+    if "new" in kinds:
+        found += _new_characters(state, folders.get(UNSORTED, []), numbers)
+    found = [s for s in found if not (s.kind in ("merge", "split", "new") and s.key in state.dismissed)]
+    found.sort(key=lambda s: (-s.confidence, s.kind, s.folder, s.files))
+    for number, s in enumerate(found, 1):
+        s.number = number
+        s.command = command_for(state.out, s)
+    return found
+
+
+def _not(state: SortState, dest: str, folder: str) -> bool:
+    """The user said this picture is not `folder`'s character."""
+    return folder in state.rejected.get(dest, ())
+
+
+def _places(state, unsorted, characters, sums, sizes) -> list[Suggestion]:
+    found = []
+    for dest in unsorted:
+        sims = (state.vectors[dest] @ sums.T / sizes).max(axis=0)
+        for best in np.argsort(-sims)[:3]:  # the likeliest folder it was not rejected from
+            margin = float(sims[best] - state.threshold)
+            if margin < BARS["place"]:
+                break
+            if not _not(state, dest, characters[best]):
+                found.append(Suggestion(0, "place", margin, float(sims[best]), characters[best], None, [dest]))
+                break
+    return found
+
+
+def _moves(state, folders, characters, sums, sizes) -> list[Suggestion]:
+    found = []
+    for i, folder in enumerate(characters):
+        if sizes[i] < 2:
+            continue
+        members = np.stack([state.vectors[d][0] for d in folders[folder]])
+        sims = members @ sums.T / sizes
+        own = (members @ sums[i] - (members * members).sum(axis=1)) / (sizes[i] - 1)
+        sims[:, i] = -np.inf
+        best = sims.argmax(axis=1)
+        for dest, b, s_best, s_own in zip(folders[folder], best, sims[np.arange(len(best)), best], own):
+            if s_best >= state.threshold and s_best - s_own >= BARS["move"] and not _not(state, dest, characters[b]):
+                found.append(Suggestion(0, "move", float(s_best - s_own), float(s_best), characters[b], folder, [dest]))
+    return found
+
+
+def _merges(state, characters, sums, sizes) -> list[Suggestion]:
+    means = sums / sizes[:, None]
+    sims = means @ means.T
+    found = []
+    for a, b in zip(*np.nonzero(np.triu(sims >= state.threshold + BARS["merge"], 1))):
+        keep, gone = sorted((characters[a], characters[b]),
+                            key=lambda f: (bool(NUMBERED.fullmatch(f)), -sizes[characters.index(f)], f))
+        found.append(Suggestion(0, "merge", float(sims[a, b] - state.threshold), float(sims[a, b]), keep, gone))
+    return found
+
+
+def _mean_inner(vectors: np.ndarray) -> float:
+    """Mean similarity of distinct pairs (average linkage inside a group)."""
+    n = len(vectors)
+    total = vectors.sum(axis=0)
+    return float((total @ total - (vectors * vectors).sum()) / (n * (n - 1)))
+
+
+def _splits(state, folders, characters, numbers) -> list[Suggestion]:
+    """Folders whose two average-linkage halves are each much tighter than the link between them."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    found = []
+    for folder in characters:
+        dests = folders[folder]
+        if len(dests) < SPLIT_MIN:
+            continue
+        vectors = np.stack([state.vectors[d][0] for d in dests]).astype(np.float64)
+        halves = fcluster(linkage(vectors, "average", metric="cosine"), 2, "maxclust")
+        if len(set(halves)) < 2:
+            continue
+        part = halves == np.bincount(halves)[1:].argmin() + 1   # the smaller half is split off
+        if part.sum() < 2:
+            continue
+        cross = float((vectors[part] @ vectors[~part].T).mean())
+        gap = min(_mean_inner(vectors[part]), _mean_inner(vectors[~part])) - cross
+        if gap >= BARS["split"]:
+            found.append(Suggestion(0, "split", gap, cross, folder, f"character-{next(numbers):03d}",
+                                    sorted(d for d, p in zip(dests, part) if p)))
+    return found
+
+
+def _new_characters(state, unsorted, numbers) -> list[Suggestion]:
+    """Unsorted pictures that average linkage groups at the sort's cut, much more alike than it."""
+    if len(unsorted) < 2:
+        return []
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    vectors = np.stack([state.vectors[d][0] for d in unsorted]).astype(np.float64)
+    labels = fcluster(linkage(vectors, "average", metric="cosine"), 1 - state.threshold, "distance")
+    found = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2:
+            continue
+        inner = _mean_inner(vectors[members])
+        if inner - state.threshold >= BARS["new"]:
+            found.append(Suggestion(0, "new", inner - state.threshold, inner, f"character-{next(numbers):03d}", None,
+                                    sorted(unsorted[i] for i in members)))
+    return found
+
+
+def next_free_number(folders) -> int:
+    """The number after the highest `character-NNN` folder (new folders never reuse a number)."""
+    return max((int(m.group(1)) for f in folders if (m := NUMBERED.fullmatch(f))), default=0) + 1
+
+
+def command_for(out: Path, s: Suggestion) -> str:
+    """The typed command that does what accepting `s` does."""
+    out_q = shlex.quote(str(out))
+    if s.kind == "merge":
+        return f"illusort merge {out_q} {shlex.quote(s.folder)} {shlex.quote(s.other)}"
+    to = s.other if s.kind == "split" else s.folder
+    return f"illusort move {out_q} {' '.join(map(shlex.quote, s.files))} --to {shlex.quote(to)}"
+
+
+# ---- answering them ----------------------------------------------------------------------------
+
+def chosen(queue: list[Suggestion], numbers=None, above: float | None = None) -> list[Suggestion]:
+    if numbers:
+        by_number = {s.number: s for s in queue}
+        missing = [n for n in numbers if n not in by_number]
+        if missing:
+            raise InputError(f"no suggestion {missing[0]} (there are {len(queue)}); `illusort status OUT` lists them")
+        return [by_number[n] for n in numbers]
+    if above is None:
+        raise InputError("say which suggestions: their numbers, or --all-above SIMILARITY")
+    return [s for s in queue if s.kind != "split" and s.similarity >= above]
+
+
+def accept(out: Path, numbers=None, above: float | None = None, index_path: Path | None = None,
+           source: Path | None = None) -> list[Suggestion]:
+    """Take suggestions (by number, or every place/move/merge at `above` similarity or more)
+    through the corrections: pictures first, one move per target folder, then splits, then
+    merges. A suggestion whose folders are gone by then (merged away) is skipped."""
+    from . import corrections
+
+    taken = chosen(suggestions(out, index_path), numbers, above)
+    by_target: dict[str, list[str]] = {}
+    for s in taken:
+        if s.kind in ("place", "move", "new"):
+            by_target.setdefault(s.folder, []).extend(s.files)
+        elif s.kind == "split":
+            by_target.setdefault(s.other, []).extend(s.files)
+    for target, files in by_target.items():
+        corrections.move_images(out, [Path(f) for f in files], target, index_path, source)
+    merged: dict[str, str] = {}
+    for s in (s for s in taken if s.kind == "merge"):
+        keep, gone = merged.get(s.folder, s.folder), merged.get(s.other, s.other)
+        if keep != gone:
+            corrections.merge_characters(out, keep, [gone], index_path, source)
+            merged = {k: (keep if v == gone else v) for k, v in merged.items()} | {gone: keep}
+    return taken
+
+
+def reject(out: Path, numbers, index_path: Path | None = None, source: Path | None = None) -> list[Suggestion]:
+    """Say no: a placed or moved picture is remembered as not that character; a merge, a split
+    or a new group is dismissed. Nothing moves."""
+    from . import corrections
+
+    taken = chosen(suggestions(out, index_path), numbers)
+    for s in taken:
+        if s.kind in ("place", "move"):
+            corrections.reject_images(out, [Path(f) for f in s.files], s.folder, index_path, source)
+    keys = [s.key for s in taken if s.kind in ("merge", "split", "new")]
+    if keys:
+        apart = [(s.folder, s.other) for s in taken if s.kind == "merge"]
+        corrections.dismiss(out, keys, f"{len(keys)} suggestions dismissed", apart, index_path, source)
+    return taken
