@@ -277,16 +277,18 @@ def fitted_cut(tree: np.ndarray, vectors: np.ndarray, lowest: float) -> float:
     from sklearn.metrics import silhouette_score
 
     n = len(vectors)
-    sample = np.random.default_rng(0).choice(n, SILHOUETTE_SAMPLE, replace=False) if n > SILHOUETTE_SAMPLE else None
+    sample = np.random.default_rng(0).choice(n, SILHOUETTE_SAMPLE, replace=False) if n > SILHOUETTE_SAMPLE \
+        else np.arange(n)
+    picked = vectors[sample]
+    distances = np.clip(1 - picked @ picked.T, 0, 2)   # cosine, once for every cut
+    np.fill_diagonal(distances, 0)
     best, best_score = lowest, -np.inf
     for step in range(CUT_STEPS):
         cut = lowest + step * CUT_STEP
-        labels = fcluster(tree, 1 - cut, "distance")
-        k = len(np.unique(labels if sample is None else labels[sample]))
-        if not 1 < k < (n if sample is None else len(sample)):
+        labels = fcluster(tree, 1 - cut, "distance")[sample]
+        if not 1 < len(np.unique(labels)) < len(sample):
             continue
-        score = silhouette_score(vectors if sample is None else vectors[sample],
-                                 labels if sample is None else labels[sample], metric="cosine")
+        score = silhouette_score(distances, labels, metric="precomputed")
         if score > best_score:
             best, best_score = cut, score
     return best

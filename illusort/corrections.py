@@ -88,30 +88,37 @@ def folder_entries(out: Path, folder: str) -> list[Entry]:
 
 
 def _correct(root, index, out, targets: dict[str, str], confirmed=(), what: str = "",
-             rejected: tuple[str, ...] = ()) -> list[Entry]:
+             not_these: dict[str, str] | None = None, dismissed=(), apart=()) -> list[Entry]:
     """Remember where OUT entries ({dest: folder}) and `confirmed` belong, then move them. The
     decision is stored first: a run killed while moving is completed or rolled back by the
     next command (`sort.relocate` is journaled), and the next sort still puts them there.
-    `rejected`: (character,) the moved pictures are not, remembered instead of a decision (they
-    go to a folder the sort chooses). Journaled in the index for `undo_last`."""
+    The user's no's: `not_these` {dest: the character it is not} (its decision is forgotten:
+    the sort chooses again, never that character); `dismissed` suggestion keys; `apart` folder
+    pairs that are not one character (every picture of each is not the other). All of it is
+    journaled in the index as one correction, for `undo_last`."""
     entries = {e.dest: e for e in read_manifest(output_folder(out))["entries"]}
     targets = {d: folder for d, folder in targets.items() if d in entries}
+    not_these = {d: c for d, c in (not_these or {}).items() if d in entries}
     decided = [Entry(entries[d].src, f"{folder}/{Path(d).name}", faces=entries[d].faces)
-               for d, folder in targets.items()]
-    keys = keys_of(root, decided + list(confirmed))
+               for d, folder in targets.items() if d not in not_these]
+    rejected = [(key, character) for d, character in not_these.items() for key in keys_of(root, [entries[d]])]
+    for a, b in apart:
+        for folder, other in ((a, b), (b, a)):
+            rejected += [(key, other) for key in keys_of(root, folder_entries(out, folder))]
     before = index.decisions()
-    undo = {"decisions": [[p, f, before.get((p, f))] for p, f in keys], "rejected": [], "back": []}
-    if rejected:
-        index.decide_many({key: None for key in keys})
-        for character in rejected:
-            index.reject(keys, character)
-            undo["rejected"] += [[p, f, character] for p, f in keys]
-    else:
-        record_renames(index, root, decided + list(confirmed))
-        for e in decided:  # placed there by the user: no longer "not" that character
-            index.reject(keys_of(root, [e]), folder_of(e.dest), forget=True)
+    forget = {key: None for d, c in not_these.items() for key in keys_of(root, [entries[d]]) if before.get(key) == c}
+    keys = keys_of(root, decided + list(confirmed)) + list(forget)
+    undo = {"decisions": [[p, f, before.get((p, f))] for p, f in dict.fromkeys(keys)],
+            "rejected": [[p, f, character] for (p, f), character in rejected], "dismissed": list(dismissed)}
+    index.decide_many(forget)
+    for key, character in rejected:
+        index.reject([key], character)
+    index.dismiss(dismissed)
+    record_renames(index, root, decided + list(confirmed))
+    for e in decided:  # placed there by the user: no longer "not" that character
+        index.reject(keys_of(root, [e]), folder_of(e.dest), forget=True)
     old_folder = {(entries[d].src, entries[d].faces): folder_of(d) for d in targets}
-    moved = relocate(root, out, targets)
+    moved = relocate(root, out, targets) if targets else []
     undo["back"] = [[e.dest, old_folder[e.src, e.faces]] for e in moved if (e.src, e.faces) in old_folder]
     index.journal(os.path.realpath(output_folder(out)), what or f"{len(moved)} moved", undo)
     return moved
@@ -126,29 +133,20 @@ def undo_last(out: Path, index_path: Path | None = None, source: Path | None = N
             raise InputError(f"no correction of {out} to undo (illusort undo {out} removes the whole sort)")
         seq, what, undo = last
         index.decide_many({(p, f): character for p, f, character in undo["decisions"]})
-        for p, f, character in undo.get("rejected", []):
+        for p, f, character in undo["rejected"]:
             index.reject([(p, f)], character, forget=True)
-        index.dismiss(undo.get("dismissed", []), forget=True)
+        index.dismiss(undo["dismissed"], forget=True)
         relocate(root, out, {dest: folder for dest, folder in undo["back"]})
         index.drop_journal(seq)
         return what
 
 
-def dismiss(out: Path, keys: list[str], what: str, apart: list[tuple[str, str]] = (),
-            index_path: Path | None = None, source: Path | None = None) -> None:
-    """Remember that suggestions (by key) were answered no; `apart`: folder pairs that are not
-    one character, a cannot-link of every picture of each with the other (later sorts keep
-    them apart). Journaled like a correction."""
+def say_no(out: Path, not_these: dict[str, str], dismissed: list[str], apart: list[tuple[str, str]], what: str,
+           index_path: Path | None = None, source: Path | None = None) -> None:
+    """Rejected suggestions, as one correction: pictures that are not a character, dismissed
+    suggestion keys, folder pairs that are not one character (see `_correct`). Nothing moves."""
     with corrections(out, index_path, source) as (root, index):
-        index.dismiss(keys)
-        rejected = []
-        for a, b in apart:
-            for folder, other in ((a, b), (b, a)):
-                keys_of_folder = keys_of(root, folder_entries(out, folder))
-                index.reject(keys_of_folder, other)
-                rejected += [[p, f, other] for p, f in keys_of_folder]
-        index.journal(os.path.realpath(output_folder(out)), what,
-                      {"decisions": [], "rejected": rejected, "back": [], "dismissed": list(keys)})
+        _correct(root, index, out, {}, what=what, not_these=not_these, dismissed=dismissed, apart=apart)
 
 
 def reject_images(out: Path, files: list[Path], character: str, index_path: Path | None = None,
@@ -159,9 +157,17 @@ def reject_images(out: Path, files: list[Path], character: str, index_path: Path
     with corrections(out, index_path, source) as (root, index):
         entries = {e.dest: e for e in read_manifest(out_r)["entries"]}
         dests = [dest_in(out, out_r, file, entries) for file in files]
-        targets = {d: UNSORTED if folder_of(d) == character else folder_of(d) for d in dests}
-        return _correct(root, index, out, targets, what=f"{len(dests)} marked not {character}",
-                        rejected=(character,))
+        return _correct(root, index, out, {d: UNSORTED for d in dests if folder_of(d) == character},
+                        what=f"{len(dests)} marked not {character}", not_these={d: character for d in dests})
+
+
+def place_images(out: Path, targets: dict[str, str], keep: list[str], what: str, index_path: Path | None = None,
+                 source: Path | None = None) -> list[Entry]:
+    """Several corrections as one (a page of accepted suggestions): OUT entries {dest: folder},
+    and `keep`, folders whose pictures are now decided as they are (those merged into)."""
+    with corrections(out, index_path, source) as (root, index):
+        kept = [e for folder in keep for e in folder_entries(out, folder) if e.dest not in targets]
+        return _correct(root, index, out, targets, confirmed=kept, what=what)
 
 
 def name_character(out: Path, folder: str, name: str, index_path: Path | None = None,

@@ -59,7 +59,8 @@ def assign_folders(keys: list[tuple[str, int]], labels: np.ndarray, decided: dic
     """The folder of each index row (path, face): the user's decision (`decided`, by key), else
     a known character it matched (`known`, by row: `--known` references, or the pictures the
     user placed), else the name its cluster takes from members decided or matched
-    (ADOPT_SHARE, and more than the members said not to be it), else a numbered folder kept stable across runs (`folder_names`), else
+    (ADOPT_SHARE, and more than the members said not to be it), else a numbered folder kept
+    stable across runs (`folder_names`), else
     'unsorted' (cluster label -1). A row never goes to a folder the user said it is not
     (`rejected`, by key: a cannot-link); it is unsorted instead."""
     chosen = [decided.get(key) for key in keys]

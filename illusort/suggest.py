@@ -282,40 +282,54 @@ def chosen(queue: list[Suggestion], numbers=None, above: float | None = None) ->
 
 def accept(out: Path, numbers=None, above: float | None = None, index_path: Path | None = None,
            source: Path | None = None) -> list[Suggestion]:
-    """Take suggestions (by number, or every place/move/merge at `above` similarity or more)
-    through the corrections: pictures first, one move per target folder, then splits, then
-    merges. A suggestion whose folders are gone by then (merged away) is skipped."""
+    """Take suggestions (by number, or every place/move/new/merge at `above` similarity or
+    more) as one correction: the pictures to their folders, split parts to their new folders,
+    merged folders (chains followed: B into A and C into B put C in A) into the one kept."""
     from . import corrections
 
-    taken = chosen(suggestions(out, index_path), numbers, above)
-    by_target: dict[str, list[str]] = {}
-    for s in taken:
-        if s.kind in ("place", "move", "new"):
-            by_target.setdefault(s.folder, []).extend(s.files)
-        elif s.kind == "split":
-            by_target.setdefault(s.other, []).extend(s.files)
-    for target, files in by_target.items():
-        corrections.move_images(out, [Path(f) for f in files], target, index_path, source)
-    merged: dict[str, str] = {}
+    state = load_state(out, index_path)
+    taken = chosen(rank(state), numbers, above)
+    into: dict[str, str] = {}
     for s in (s for s in taken if s.kind == "merge"):
-        keep, gone = merged.get(s.folder, s.folder), merged.get(s.other, s.other)
+        keep, gone = final(into, s.folder), final(into, s.other)
         if keep != gone:
-            corrections.merge_characters(out, keep, [gone], index_path, source)
-            merged = {k: (keep if v == gone else v) for k, v in merged.items()} | {gone: keep}
+            into[gone] = keep
+    targets = {}
+    for s in taken:
+        if s.kind != "merge":
+            for dest in s.files:
+                targets[dest] = final(into, s.other if s.kind == "split" else s.folder)
+    folders = state.folders()
+    for gone in into:
+        for dest in folders.get(gone, []):
+            targets.setdefault(dest, final(into, gone))
+    if targets:
+        merged = [f"{gone} merged into {final(into, gone)}" for gone in into]
+        moved = sum(len(s.files) for s in taken if s.kind != "merge")
+        what = "; ".join(merged + ([f"{moved} pictures placed"] if moved else []))
+        corrections.place_images(out, targets, sorted({final(into, f) for f in into}), what, index_path, source)
     return taken
 
 
+def final(into: dict[str, str], folder: str) -> str:
+    while folder in into:
+        folder = into[folder]
+    return folder
+
+
+def plural_of(taken: list) -> str:
+    return f"{len(taken)} suggestion" + ("" if len(taken) == 1 else "s")
+
+
 def reject(out: Path, numbers, index_path: Path | None = None, source: Path | None = None) -> list[Suggestion]:
-    """Say no: a placed or moved picture is remembered as not that character; a merge, a split
-    or a new group is dismissed. Nothing moves."""
+    """Say no, as one correction: a placed or moved picture is remembered as not that
+    character; a merge (the two folders kept apart by later sorts), a split or a new group is
+    dismissed. Nothing moves."""
     from . import corrections
 
     taken = chosen(suggestions(out, index_path), numbers)
-    for s in taken:
-        if s.kind in ("place", "move"):
-            corrections.reject_images(out, [Path(f) for f in s.files], s.folder, index_path, source)
-    keys = [s.key for s in taken if s.kind in ("merge", "split", "new")]
-    if keys:
-        apart = [(s.folder, s.other) for s in taken if s.kind == "merge"]
-        corrections.dismiss(out, keys, f"{len(keys)} suggestions dismissed", apart, index_path, source)
+    corrections.say_no(out, {s.files[0]: s.folder for s in taken if s.kind in ("place", "move")},
+                       [s.key for s in taken if s.kind in ("merge", "split", "new")],
+                       [(s.folder, s.other) for s in taken if s.kind == "merge"], f"{plural_of(taken)} rejected",
+                       index_path, source)
     return taken
