@@ -188,12 +188,15 @@ def right(s, where, owner, truth) -> bool:
 
 
 def work_through_suggestions(out: Path, truth: dict[str, str], tally: Tally, kinds, give_up: int) -> int:
-    """Answer illusort's suggestions in its order until none is left; returns the pages answered."""
+    """Answer illusort's suggestions in its order until none is left; returns the pages answered.
+    A page is the top suggestion, with the other pictures proposed for the same folder (as the
+    review page groups them): the wrong ones are rejected one by one, the rest accepted at once."""
     from illusort import suggest
 
     pages = 0
     while tally.actions < give_up:
-        queue = suggest.suggestions(out, kinds=kinds)
+        state = suggest.load_state(out)
+        queue = suggest.rank(state, kinds)
         if not queue:
             break
         where = folders_of(out)
@@ -201,19 +204,12 @@ def work_through_suggestions(out: Path, truth: dict[str, str], tally: Tally, kin
         top = queue[0]
         page = [top] if top.kind in ("merge", "split", "new") else \
             [s for s in queue if s.kind in ("place", "move") and s.folder == top.folder][:PAGE]
-        yes = [s.number for s in page if right(s, where, owner, truth)]
-        no = [s.number for s in page if s.number not in yes]
+        yes = [s for s in page if right(s, where, owner, truth)]
+        no = [s for s in page if s not in yes]
         for s in page:
-            tally.answers[s.kind, s.number in yes] += 1
-        if yes:
-            suggest.accept(out, yes)     # one decision: the page (or merge, or split) accepted
-        if no:   # numbers shift once accepted: reject from the fresh queue by identity
-            still = {(s.kind, s.folder, tuple(s.files), s.other): s.number for s in suggest.suggestions(out, kinds=kinds)}
-            again = [still[k] for k in ((s.kind, s.folder, tuple(s.files), s.other) for s in page if s.number in no)
-                     if k in still]
-            if again:
-                suggest.reject(out, again)
-        tally.add((1 if yes else 0) + len(no))
+            tally.answers[s.kind, s in yes] += 1
+        suggest.answer(state, yes, no)
+        tally.add((1 if yes else 0) + len(no))   # the page accepted at once, each wrong one refused
         pages += 1
     return pages
 

@@ -141,14 +141,6 @@ def undo_last(out: Path, index_path: Path | None = None, source: Path | None = N
         return what
 
 
-def say_no(out: Path, not_these: dict[str, str], dismissed: list[str], apart: list[tuple[str, str]], what: str,
-           index_path: Path | None = None, source: Path | None = None) -> None:
-    """Rejected suggestions, as one correction: pictures that are not a character, dismissed
-    suggestion keys, folder pairs that are not one character (see `_correct`). Nothing moves."""
-    with corrections(out, index_path, source) as (root, index):
-        _correct(root, index, out, {}, what=what, not_these=not_these, dismissed=dismissed, apart=apart)
-
-
 def reject_images(out: Path, files: list[Path], character: str, index_path: Path | None = None,
                   source: Path | None = None) -> list[Entry]:
     """"Not this character": FILES (paths inside OUT) are remembered as not `character`; those
@@ -161,13 +153,15 @@ def reject_images(out: Path, files: list[Path], character: str, index_path: Path
                         what=f"{len(dests)} marked not {character}", not_these={d: character for d in dests})
 
 
-def place_images(out: Path, targets: dict[str, str], keep: list[str], what: str, index_path: Path | None = None,
-                 source: Path | None = None) -> list[Entry]:
-    """Several corrections as one (a page of accepted suggestions): OUT entries {dest: folder},
-    and `keep`, folders whose pictures are now decided as they are (those merged into)."""
+def answer(out: Path, targets: dict[str, str], keep: list[str], not_these: dict[str, str], dismissed: list[str],
+           apart: list[tuple[str, str]], what: str, index_path: Path | None = None,
+           source: Path | None = None) -> list[Entry]:
+    """Answers to suggestions as one correction (see `_correct`): entries moved ({dest:
+    folder}); `keep`, folders merged into, whose pictures are now decided as they are; and the
+    no's: pictures that are not a character, dismissed suggestions, folders kept apart."""
     with corrections(out, index_path, source) as (root, index):
         kept = [e for folder in keep for e in folder_entries(out, folder) if e.dest not in targets]
-        return _correct(root, index, out, targets, confirmed=kept, what=what)
+        return _correct(root, index, out, targets, kept, what, not_these, dismissed, apart)
 
 
 def name_character(out: Path, folder: str, name: str, index_path: Path | None = None,

@@ -282,33 +282,47 @@ def chosen(queue: list[Suggestion], numbers=None, above: float | None = None) ->
 
 def accept(out: Path, numbers=None, above: float | None = None, index_path: Path | None = None,
            source: Path | None = None) -> list[Suggestion]:
-    """Take suggestions (by number, or every place/move/new/merge at `above` similarity or
-    more) as one correction: the pictures to their folders, split parts to their new folders,
-    merged folders (chains followed: B into A and C into B put C in A) into the one kept."""
-    from . import corrections
-
+    """Take suggestions by number, or every place/move/new/merge at `above` similarity or more."""
     state = load_state(out, index_path)
     taken = chosen(rank(state), numbers, above)
+    answer(state, yes=taken, index_path=index_path, source=source)
+    return taken
+
+
+def reject(out: Path, numbers, index_path: Path | None = None, source: Path | None = None) -> list[Suggestion]:
+    """Say no to suggestions by number."""
+    state = load_state(out, index_path)
+    taken = chosen(rank(state), numbers)
+    answer(state, no=taken, index_path=index_path, source=source)
+    return taken
+
+
+def answer(state: SortState, yes=(), no=(), index_path: Path | None = None, source: Path | None = None) -> None:
+    """Apply answers to suggestions of `state`'s queue as one correction (one step of `undo
+    --last`). Yes: the pictures go to their folders, split parts to their new folders, merged
+    folders (chains followed: B into A and C into B put C in A) into the one kept. No: a placed
+    or moved picture is remembered as not that character; a merge keeps the two folders apart
+    in later sorts; a merge, split or new group is not proposed again."""
+    from . import corrections
+
     into: dict[str, str] = {}
-    for s in (s for s in taken if s.kind == "merge"):
+    for s in (s for s in yes if s.kind == "merge"):
         keep, gone = final(into, s.folder), final(into, s.other)
         if keep != gone:
             into[gone] = keep
-    targets = {}
-    for s in taken:
-        if s.kind != "merge":
-            for dest in s.files:
-                targets[dest] = final(into, s.other if s.kind == "split" else s.folder)
+    targets = {dest: final(into, s.other if s.kind == "split" else s.folder)
+               for s in yes if s.kind != "merge" for dest in s.files}
     folders = state.folders()
     for gone in into:
         for dest in folders.get(gone, []):
             targets.setdefault(dest, final(into, gone))
-    if targets:
-        merged = [f"{gone} merged into {final(into, gone)}" for gone in into]
-        moved = sum(len(s.files) for s in taken if s.kind != "merge")
-        what = "; ".join(merged + ([f"{moved} pictures placed"] if moved else []))
-        corrections.place_images(out, targets, sorted({final(into, f) for f in into}), what, index_path, source)
-    return taken
+    moved = sum(len(s.files) for s in yes if s.kind != "merge")
+    what = "; ".join([f"{gone} merged into {final(into, gone)}" for gone in into]
+                     + ([f"{moved} pictures placed"] if moved else []) + ([f"{plural_of(no)} rejected"] if no else []))
+    corrections.answer(state.out, targets, sorted(set(into.values())),
+                       {s.files[0]: s.folder for s in no if s.kind in ("place", "move")},
+                       [s.key for s in no if s.kind in ("merge", "split", "new")],
+                       [(s.folder, s.other) for s in no if s.kind == "merge"], what or "nothing", index_path, source)
 
 
 def final(into: dict[str, str], folder: str) -> str:
@@ -319,17 +333,3 @@ def final(into: dict[str, str], folder: str) -> str:
 
 def plural_of(taken: list) -> str:
     return f"{len(taken)} suggestion" + ("" if len(taken) == 1 else "s")
-
-
-def reject(out: Path, numbers, index_path: Path | None = None, source: Path | None = None) -> list[Suggestion]:
-    """Say no, as one correction: a placed or moved picture is remembered as not that
-    character; a merge (the two folders kept apart by later sorts), a split or a new group is
-    dismissed. Nothing moves."""
-    from . import corrections
-
-    taken = chosen(suggestions(out, index_path), numbers)
-    corrections.say_no(out, {s.files[0]: s.folder for s in taken if s.kind in ("place", "move")},
-                       [s.key for s in taken if s.kind in ("merge", "split", "new")],
-                       [(s.folder, s.other) for s in taken if s.kind == "merge"], f"{plural_of(taken)} rejected",
-                       index_path, source)
-    return taken

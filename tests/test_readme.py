@@ -7,7 +7,7 @@ lines that need a trained model or ImageNet weights are parsed by the CLI (every
 value checked) but not run: a training run takes minutes. The Python block runs too. The names the README uses exist
 after its `sort` (the fixture draws `ram-1.png`, `logo.png`, `rem1.png`, ...); where the
 clustering of the day puts a picture elsewhere than the README says, it is first moved there
-with `illusort move`, as a user would.
+with `illusort move`, as a user would, and `accept`/`reject` answer the numbers its queue shows.
 """
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def readme_home(tmp_path, monkeypatch):
     fanart = home / "Pictures" / "fanart"
     make_collection(fanart, characters=3, per_character=4)
     draw_character(1, 50).save(fanart / "ram-1.png")
+    draw_character(0, 51).save(fanart / "rem-3.png")
     Image.new("RGB", (90, 60), (20, 20, 20)).save(fanart / "logo.png")  # like no character at all
     for c in range(3):
         for k in range(3):
@@ -102,6 +103,14 @@ def place(out: Path, wanted: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+def queued(out: Path, numbers: list[str]) -> list[str]:
+    """The README's suggestion numbers that this sort's queue holds (a user answers what is shown)."""
+    import json
+
+    shown = len(json.loads(invoke(["status", str(out), "--json"]).output)["fixes"])
+    return [n for n in numbers if int(n) <= shown]
+
+
 def run_line(line: str, home: Path, mode: str | None = None) -> bool:
     """Run one README line as written (`mode`: given to every `sort`); False when skipped."""
     if "download more pictures" in line:
@@ -126,6 +135,12 @@ def run_line(line: str, home: Path, mode: str | None = None) -> bool:
             out = Path(args[1])
             for wanted in [a for a in args[2:] if "/" in a and not a.startswith("-")]:
                 place(out, wanted)
+        if args[0] in ("accept", "reject") and "--all-above" not in args:
+            args = [*args[:2], *queued(Path(args[1]), args[2:])]
+            if len(args) == 2:  # the model of the day suggests nothing here: the line is only parsed
+                parse_only([*args, "1"])
+                ran = True
+                continue
         if args[0] == "sort" and mode:
             args += ["--mode", mode]
         result = invoke(args)
