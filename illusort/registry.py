@@ -80,6 +80,9 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
 DEFAULT_MODEL = "anime-lite0-lite2"
 FALLBACK_MODEL = "lite0-imagenet"   # when no shipped model file is found
 BUILTIN = {name: m for name, m in MODELS.items() if not m.shipped}
+# Where `train` starts by default: the first shipped single network. The default model is an
+# ensemble (networks side by side, combined after training), which cannot be trained itself.
+TRAIN_FROM = next(m.name for m in MODELS.values() if m.shipped and m.arch != ENSEMBLE)
 
 
 def models_dirs() -> list[Path]:

@@ -49,3 +49,20 @@ def test_models_command_lists_the_registry():
     out = CliRunner().invoke(main, ["models"]).output
     for name in registry.MODELS:
         assert name in out
+
+
+def test_readme_and_train_agree_where_training_starts():
+    """Issue 26 item 7: the README said the shipped model (an ensemble, which cannot be
+    trained) while `train` started from anime-lite0-v3."""
+    from click.testing import CliRunner
+
+    from illusort.cli import main, shipped_model
+
+    start = registry.TRAIN_FROM
+    assert registry.MODELS[start].shipped and registry.MODELS[start].arch != registry.ENSEMBLE
+    assert shipped_model()[0] == start
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"By default training starts from `{start}`" in readme
+    assert f"| `--init` | default: `{start}`" in readme
+    help_text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
+    assert f"Default: {start}, the shipped single network" in help_text
