@@ -514,7 +514,7 @@ def name(out, folder, name, index_path, source):
     from .status import find_sort
 
     find_sort(out, "name")
-    folder = corrections.check_character_folder(folder)
+    folder = corrections.check_character_folder(folder, out)
     corrections.check_character_name(name)
     moved = corrections.name_character(out, folder, name, index_path, source)
     total = len(corrections.folder_entries(out, name))
@@ -541,7 +541,7 @@ def merge(out, into, others, index_path, source):
     from .status import find_sort
 
     find_sort(out, "merge")
-    into, *others = (corrections.check_character_folder(character) for character in (into, *others))
+    into, *others = (corrections.check_character_folder(character, out) for character in (into, *others))
     moved = corrections.merge_characters(out, into, list(others), index_path, source)
     click.echo(f"{plural(len(moved), 'image')} moved into {Path(out) / into}")
 

@@ -35,10 +35,17 @@ def check_character_name(name: str, option: str = "NAME") -> str:
     return check_folder_name(name)
 
 
-def check_character_folder(folder: str) -> str:
+def check_character_folder(folder: str, out: Path | None = None) -> str:
     """FOLDER of `name`/`merge` must be a character, not the leftovers or the set-aside. Returns
-    it as the manifest spells it (`Rem/` and `./Rem`, as shells complete them, are `Rem`)."""
-    folder = Path(folder).as_posix()
+    it as the manifest spells it (`Rem/` and `./Rem`, as shells complete them, are `Rem`); a
+    path that leads to a folder of OUT (absolute, or from the current folder) is that folder,
+    as `move` takes its FILES."""
+    path = Path(folder)
+    if out is not None and (path.is_absolute() or not (Path(out) / path).is_dir()):
+        inside = os.path.relpath(os.path.realpath(path), os.path.realpath(out))
+        if inside != "." and not inside.startswith("..") and "/" not in inside:
+            path = Path(inside)
+    folder = path.as_posix()
     if folder in RESERVED:
         raise InputError(f"'{folder}' is not a character folder; move its pictures one by one with "
                          f"illusort move OUT {folder}/FILE --to NAME")

@@ -135,9 +135,10 @@ def folder_of(dest: str) -> str:
 
 def check_folder_name(name: str) -> str:
     """A character name usable as one folder of OUT."""
-    if not name or name in (".", "..") or "/" in name or "\0" in name or name.startswith(".") \
+    if not name.strip() or name in (".", "..") or "/" in name or "\0" in name or name.startswith(".") \
             or len(os.fsencode(name)) > MAX_NAME_BYTES:
-        raise SortError(f"{name!r} cannot be a folder name (no '/', no leading '.', at most {MAX_NAME_BYTES} bytes)")
+        raise SortError(f"{name!r} cannot be a folder name (not blank, no '/', no leading '.', "
+                        f"at most {MAX_NAME_BYTES} bytes)")
     return name
 
 

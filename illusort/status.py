@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import InputError, MissingPath
 from .images import INDEX_DIRNAME
-from .index import default_index_path
+from .index import default_index_path, recorded_outputs
 from .manifest import MANIFEST, Entry, read_manifest
 from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
 
@@ -43,32 +43,58 @@ def find_sort(path: Path, command: str = "report") -> tuple[Path, dict]:
     manifest = read_manifest(path)
     if manifest is not None:
         return path, manifest
-    out = sorted_into(path)
-    if out is not None:
-        raise InputError(f"{path} is the folder you sorted, not its output; run: illusort {command} {out}")
+    outputs = sorted_into_all(path)
+    if len(outputs) == 1:
+        raise InputError(f"{path} is the folder you sorted, not its output; run: illusort {command} {quote_path(outputs[0])}")
+    if outputs:
+        raise InputError(f"{path} is the folder you sorted, not its output; it was sorted into "
+                         f"{len(outputs)} folders: {', '.join(map(quote_path, outputs))}; "
+                         f"run: illusort {command} OUT with one of them")
+    above = enclosing_output(path)
+    if above is not None:
+        raise InputError(f"{path} is a folder inside the sort output {above}; give the output folder itself: "
+                         f"illusort {command} {quote_path(above)} ...")
     if (path / INDEX_DIRNAME).is_dir():
-        raise InputError(f"{path} is indexed but not sorted; sort it first: illusort sort {path}")
-    raise InputError(f"{path} holds no illusort sort (no {MANIFEST}); sort a folder into it first: "
-                     f"illusort sort DIR --out {path}")
+        raise InputError(f"{path} is indexed but not sorted; sort it first: illusort sort {quote_path(path)}")
+    raise InputError(f"{path} holds no illusort sort (no {MANIFEST}); give the output folder of a sort")
 
 
-def sorted_into(root: Path) -> Path | None:
-    """The output folder the last sort of ROOT wrote (recorded in its index, or the default
-    ROOT-sorted), when it still holds that sort."""
-    candidates = []
-    meta = last_sort(open_index(root))
-    if meta.get("out"):
-        candidates.append(Path(meta["out"]))
+def enclosing_output(path: Path) -> Path | None:
+    """The sort output folder that PATH lies inside (a character folder, say), or None."""
+    for parent in Path(path).resolve().parents:
+        try:
+            if read_manifest(parent) is not None:
+                return parent
+        except Exception:  # a damaged manifest elsewhere is not this command's problem
+            continue
+    return None
+
+
+def sorted_into_all(root: Path) -> list[Path]:
+    """Every output folder that still holds a sort of ROOT: those its index records
+    (`index.recorded_outputs`), the last one (its meta), and the default ROOT-sorted;
+    the last sort's first."""
     resolved = Path(root).resolve()
+    meta = last_sort(open_index(root))
+    candidates = [Path(meta["out"])] if meta.get("out") else []
+    candidates += recorded_outputs(default_index_path(resolved)) if resolved.is_dir() else []
     candidates.append(resolved.with_name(resolved.name + "-sorted"))
+    found = []
     for out in candidates:
         try:
             manifest = read_manifest(out)
         except Exception:  # a damaged manifest elsewhere is not this command's problem
             continue
-        if manifest is not None and Path(manifest["source"]) == resolved:
-            return out
-    return None
+        if manifest is not None and Path(manifest["source"]) == resolved and out not in found:
+            found.append(out)
+    return found
+
+
+def sorted_into(root: Path) -> Path | None:
+    """The output folder the last sort of ROOT wrote (recorded in its index, or the default
+    ROOT-sorted), when it still holds that sort."""
+    outputs = sorted_into_all(root)
+    return outputs[0] if outputs else None
 
 
 # ---- the index, read-only ---------------------------------------------------------------------
@@ -184,6 +210,10 @@ def quote(text: str) -> str:
     return shlex.quote(text)
 
 
+def quote_path(path: Path) -> str:
+    return shlex.quote(str(path))
+
+
 # ---- status -----------------------------------------------------------------------------------
 
 def status(path: Path) -> dict:
@@ -201,9 +231,7 @@ def status(path: Path) -> dict:
         if out is None:
             db = open_index(root)
             if db is None:
-                raise InputError(f"{path} holds no sort and has no index: it is neither a sort's output (an undone "
-                                 f"one leaves none) nor a sorted folder; give the folder you sorted, or run: "
-                                 f"illusort sort {shlex.quote(str(path))}")
+                raise InputError(no_sort_here(path))
             db.close()
         manifest = read_manifest(out) if out else None
     db = open_index(root)
@@ -212,6 +240,16 @@ def status(path: Path) -> dict:
     finally:
         if db is not None:
             db.close()
+
+
+def no_sort_here(path: Path) -> str:
+    """Why `status PATH` has nothing to show. It offers no `illusort sort PATH`: PATH may be
+    /tmp, or an output folder emptied by undo, and sorting either is not what was meant."""
+    above = enclosing_output(path)
+    if above is not None:
+        return f"{path} is a folder inside the sort output {above}; run: illusort status {quote_path(above)}"
+    return (f"{path} holds no sort and has no index: it is neither a sort's output (an undone one leaves none) "
+            "nor a sorted folder; give the folder you sorted or its output folder (illusort sort DIR makes one)")
 
 
 def _status(root: Path, out: Path | None, manifest: dict | None, db) -> dict:
