@@ -666,7 +666,8 @@ def describe_fix(s: dict) -> str:
                    "folder just because you are in it.")
 @click.option("--top", "-k", type=click.IntRange(1), default=None, help="At most this many results.")
 @click.option("--threshold", "-t", type=float, default=None,
-              help="Minimum cosine similarity (default: the model card's; none for untrained models).")
+              help="Minimum cosine similarity. Default: picked for precision on the folder searched, where about "
+                   "one picture of another character would pass (from the model card; none for untrained models).")
 @click.option("--link", type=click.Path(path_type=Path), default=None,
               help="Also gather the matches into this folder as symlinks.")
 @click.option("--json", "as_json", is_flag=True,
@@ -688,8 +689,8 @@ def query(references, folder, top, threshold, link, as_json, no_update, **kwargs
         from .sort import check_output
 
         check_output(folder, link, "symlink")
-    hits, used, summary = workflow.query(list(references), folder, settings, top, threshold,
-                                         update=not no_update)
+    found = workflow.query(list(references), folder, settings, top, threshold, update=not no_update)
+    summary, hits, used = found.summary, found.matches, found.threshold
     if no_update:
         click.echo(f"searched the index as it is: {plural(summary.files, 'picture')} (new files not looked for)",
                    err=True)
@@ -700,17 +701,36 @@ def query(references, folder, top, threshold, link, as_json, no_update, **kwargs
         click.echo("note: the model has no calibrated threshold; showing the 20 best (use --top/--threshold)",
                    err=True)
     if as_json:
-        click.echo(json.dumps({"folder": str(folder), "threshold": used,
-                               "matches": [{"path": p, "file": str(Path(folder) / p), "score": s} for p, s in hits]},
-                              indent=1))
+        click.echo(json.dumps({"folder": str(folder), "threshold": used, "pictures": found.pictures,
+                               "matches": [{"path": p, "file": str(Path(folder) / p), "score": s} for p, s in hits],
+                               "nearest": [{"path": p, "file": str(Path(folder) / p), "score": s}
+                                           for p, s in found.nearest]}, indent=1))
     else:
-        for path, score in hits:
+        click.echo(query_heading(found, threshold is None, len(references)), err=True)
+        shown = hits or found.nearest
+        if shown:
+            click.echo("score  picture")
+        for path, score in shown:
             click.echo(f"{score:.3f}  {Path(folder) / path}")
     if link:
         result = workflow.link_matches(folder, [p for p, _ in hits], link, settings.index)
         click.echo(f"{result.created} new links in {link} ({sum(result.folders.values())} in all); "
                    f"undo with: illusort undo {link}", err=True)
     exit_if_strict(kwargs["strict"], summary)
+
+
+def query_heading(found, default: bool, references: int) -> str:
+    """What `query` searched and what passed: the threshold used and how many reach it."""
+    if found.threshold is None:
+        return f"best matches among {plural(found.pictures, 'picture')} (the model has no threshold):"
+    why = (f"the default for {plural(found.pictures, 'picture')} and {plural(references, 'reference')}: "
+           "about one picture of another character passes; --threshold to change" if default else "--threshold")
+    if not found.passed:
+        return (f"no picture reaches similarity {found.threshold:.3f} ({why}); "
+                f"the {len(found.nearest)} nearest, below it:")
+    shown = f", the best {len(found.matches)} shown" if len(found.matches) < found.passed else ", best first"
+    return (f"{found.passed} of {plural(found.pictures, 'picture')} reach similarity {found.threshold:.3f} "
+            f"({why}){shown}:")
 
 
 @main.command()

@@ -54,7 +54,7 @@ class LoadedModel:
 
     @property
     def threshold(self) -> float | None:
-        """Similarity at the EER point of held-out pairs: `query`'s default."""
+        """Similarity at the EER point of held-out pairs: where average linkage cuts."""
         return self.card.get("threshold")
 
     @property
@@ -65,20 +65,36 @@ class LoadedModel:
     def known_threshold_for(self, references: int) -> float | None:
         """`sort --known`'s default for a picture compared with `references` pictures: the
         similarity where a picture of an unknown character passes one of them about 1% of the
-        time, i.e. pairs at 1%/references false accepts (from the card's `far_thresholds`,
-        log-interpolated; cards without them: `known_threshold`). Measured: with 34 known icon
-        characters x 3 references the 1%-pair threshold put 29% of unknown pictures under a name."""
+        time, i.e. pairs at 1%/references false accepts (cards without `far_thresholds`:
+        `known_threshold`). Measured: with 34 known icon characters x 3 references the
+        1%-pair threshold put 29% of unknown pictures under a name."""
+        found = self.threshold_at_far(0.01 / max(1, references))
+        return self.known_threshold if found is None else found
+
+    def query_threshold_for(self, pictures: int, references: int) -> float | None:
+        """`query`'s default on a folder of `pictures` with `references`: the similarity where
+        about one picture of another character in the whole folder passes one reference, i.e.
+        pairs at 1/(pictures x references) false accepts, within the card's calibrated range
+        (down to 1e-4: a folder of 100,000 lets in more). The EER point lets 11-15% of pairs of
+        strangers through, which against a folder is most of the matches (issue 26). Cards
+        without `far_thresholds`: `known_threshold`."""
+        found = self.threshold_at_far(1 / max(1, pictures * references))
+        return self.known_threshold if found is None else found
+
+    def threshold_at_far(self, far: float) -> float | None:
+        """Similarity where pairs of different characters pass `far` of the time, from the
+        card's `far_thresholds` (log-interpolated, clamped to the points calibrated); None
+        for a card without them."""
         import math
 
         points = sorted((float(f), t) for f, t in (self.card.get("far_thresholds") or {}).items())
         if not points:
-            return self.known_threshold
-        target = 0.01 / max(1, references)
-        if target <= points[0][0]:
+            return None
+        if far <= points[0][0]:
             return points[0][1]
         for (f0, t0), (f1, t1) in zip(points, points[1:]):
-            if target <= f1:
-                w = (math.log(target) - math.log(f0)) / (math.log(f1) - math.log(f0))
+            if far <= f1:
+                w = (math.log(far) - math.log(f0)) / (math.log(f1) - math.log(f0))
                 return t0 + w * (t1 - t0)
         return points[-1][1]
 

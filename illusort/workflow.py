@@ -415,12 +415,26 @@ def check_references(references: list[Path]) -> None:
             raise MissingPath(f"reference picture {ref} does not exist")
 
 
+@dataclass
+class QueryResult:
+    """What `query` found: `matches` [(path, score)] at or above `threshold`, best first (at
+    most `top`); when none pass, `nearest` holds the best few below it, so a threshold set too
+    high still shows what came closest."""
+    matches: list
+    threshold: float | None
+    pictures: int                 # pictures searched
+    summary: EmbedSummary
+    nearest: list = field(default_factory=list)
+    passed: int = 0               # matches before `top`
+
+    NEAREST = 5
+
+
 def query(references: list[Path], root: Path, settings: Settings, top: int | None = None,
-          threshold: float | None = None, update: bool = True) -> tuple[list[tuple[str, float]], float | None,
-                                                                        EmbedSummary]:
-    """Images of ROOT ranked by similarity to the reference images (the model card's threshold
-    by default); `update=False` searches the index as it is, without scanning ROOT for new
-    files first. Returns ([(path, score)], threshold used, embed summary)."""
+          threshold: float | None = None, update: bool = True) -> QueryResult:
+    """Images of ROOT ranked by similarity to the reference images; `update=False` searches
+    the index as it is, without scanning ROOT for new files first. The default threshold is
+    picked for precision on a folder of this size (`LoadedModel.query_threshold_for`)."""
     from .embed import EmbedSummary, embed_images
 
     check_references(references)
@@ -441,14 +455,18 @@ def query(references: list[Path], root: Path, settings: Settings, top: int | Non
     ref_vectors = embed_images(model, images)
     with index:
         keys, vectors = index.search_vectors(model.model_id)
+    pictures = int((np.asarray(keys.faces) == 0).sum())  # one row with face 0 per picture
     if not update:
-        summary.files = int((np.asarray(keys.faces) == 0).sum())  # one row with face 0 per picture
-    threshold = model.threshold if threshold is None else threshold
+        summary.files = pictures
+    if threshold is None:
+        threshold = model.query_threshold_for(pictures, len(references))
     best: dict[str, float] = {}
-    for i, score in rank(ref_vectors, vectors, threshold=threshold):
+    for i, score in rank(ref_vectors, vectors):
         best.setdefault(keys[i][0], score)  # an image's best face
-    hits = list(best.items())[:top] if top else list(best.items())
-    return hits, threshold, summary
+    ranked = list(best.items())
+    matches = ranked if threshold is None else [(p, s) for p, s in ranked if s >= threshold]
+    nearest = ranked[:QueryResult.NEAREST] if not matches else []
+    return QueryResult(matches[:top] if top else matches, threshold, pictures, summary, nearest, len(matches))
 
 
 def link_matches(root: Path, paths: list[str], out: Path, index_path: Path | None = None) -> SortResult:

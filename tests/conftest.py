@@ -23,9 +23,10 @@ PALETTE = [(hsv(15), hsv(225)), (hsv(135), hsv(315)), (hsv(255), hsv(45)),
 SKIN, BACKGROUND = hsv(25, 0.12, 0.95), hsv(40, 0.03, 0.96)
 
 
-def draw_character(kind: int, seed: int, size=(72, 96)) -> Image.Image:
+def draw_character(kind: int, seed: int, size=(72, 96), colours=None) -> Image.Image:
+    """A picture of character `kind` (its PALETTE colours, or `colours` = (hair, eyes))."""
     rng = random.Random(seed * 1000 + kind)
-    hair, eyes = PALETTE[kind % len(PALETTE)]
+    hair, eyes = colours or PALETTE[kind % len(PALETTE)]
 
     def jitter(colour):
         return tuple(max(0, min(255, c + rng.randint(-5, 5))) for c in colour)

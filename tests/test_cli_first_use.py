@@ -303,7 +303,8 @@ def test_no_progress_bars_into_logs(tmp_path):
 def test_query_json_and_text_show_the_same_paths_and_no_update_says_so(sorted_out):
     root, out = sorted_out
     ref = next(root.rglob("*.png"))
-    text = run_cli("query", ref, "--in", root, *QFAST, "--top", "3").stdout.splitlines()
+    heading, *text = run_cli("query", ref, "--in", root, *QFAST, "--top", "3").stdout.splitlines()
+    assert heading == "score  picture"
     data = json.loads(run_cli("query", ref, "--in", root, *QFAST, "--top", "3", "--json").stdout)
     assert [m["file"] for m in data["matches"]] == [line.split("  ", 1)[1] for line in text]
     result = run_cli("query", ref, "--in", root, *QFAST, "--no-update")

@@ -86,6 +86,24 @@ def test_known_threshold_rises_with_the_number_of_references():
     assert LoadedModel(net=None, card={"known_threshold": 0.65}, weights_id="m").known_threshold_for(50) == 0.65
 
 
+def test_query_threshold_lets_about_one_stranger_of_the_folder_pass():
+    """`query` compares every picture of the folder with every reference: pairs must pass at
+    1/(pictures x references) false accepts for about one stranger to pass (issue 26 item 2)."""
+    from illusort.weights import LoadedModel
+
+    card = {"threshold": 0.45, "known_threshold": 0.6,
+            "far_thresholds": {"0.01": 0.6, "0.001": 0.7, "0.0001": 0.8}}
+    model = LoadedModel(net=None, card=card, weights_id="m")
+    assert model.query_threshold_for(100, 1) == pytest.approx(0.6)
+    assert model.query_threshold_for(250, 4) == pytest.approx(0.7)
+    assert model.query_threshold_for(10, 1) == pytest.approx(0.6)           # above the table: its loosest point
+    assert model.query_threshold_for(1_000_000, 3) == pytest.approx(0.8)    # below it: its strictest
+    assert model.query_threshold_for(0, 1) == pytest.approx(0.6)
+    assert LoadedModel(net=None, card={"threshold": 0.45, "known_threshold": 0.65},
+                       weights_id="m").query_threshold_for(300, 3) == 0.65
+    assert LoadedModel(net=None, card={}, weights_id="m").query_threshold_for(300, 3) is None
+
+
 def test_ensemble_cosine_is_the_share_weighted_mean_and_round_trips(tmp_path):
     from illusort.weights import combine_models
 
