@@ -162,25 +162,28 @@ def embedding_line(summary) -> str:
             f"{summary.unchanged} unchanged, {summary.removed} removed from index, {len(summary.skipped)} skipped")
 
 
-def report_embedding(summary, as_json: bool = False) -> None:
-    if not as_json:
+def report_embedding(summary, as_json: bool = False, always: bool = False) -> None:
+    """The embedding line when the run changed something (`always`: `embed`, which is asked
+    for it), and each skipped file once: the run that first finds it says so."""
+    if not as_json and (always or summary.changed):
         click.echo(embedding_line(summary), err=True)
-    for path, reason in summary.skipped[:20]:
+    for path, reason in summary.new_skips[:20]:
         click.echo(f"  skipped {path}: {reason}", err=True)
-    if len(summary.skipped) > 20:
-        click.echo(f"  ... and {len(summary.skipped) - 20} more skipped", err=True)
+    if len(summary.new_skips) > 20:
+        click.echo(f"  ... and {len(summary.new_skips) - 20} more skipped", err=True)
 
 
 def clustering_line(clustering) -> str:
-    """'18 items -> 3 clusters (sizes 6, 6, 6), 0 unsorted (0.0%)' with right plurals."""
+    """'18 images -> 3 characters (sizes 6, 6, 6), 0 unsorted (0.0%)', in the words `sort`
+    uses (with --faces a picture counts once per face embedded)."""
     import numpy as np
 
     labels = clustering.labels
     sizes = sorted(np.bincount(labels[labels >= 0]).tolist(), reverse=True) if clustering.n_clusters else []
     shown = ", ".join(map(str, sizes[:15])) + (", ..." if len(sizes) > 15 else "")
     noise = int((labels == -1).sum())
-    return (f"{plural(len(labels), 'item')} -> {plural(clustering.n_clusters, 'cluster')}"
-            + (f" (sizes {shown})" if sizes else "") + f", {noise} unclustered ({clustering.noise_share:.1%})")
+    return (f"{plural(len(labels), 'image')} -> {plural(clustering.n_clusters, 'character')}"
+            + (f" (sizes {shown})" if sizes else "") + f", {noise} unsorted ({clustering.noise_share:.1%})")
 
 
 def ignored_options(kwargs_given: dict, clustering) -> list[str]:
@@ -269,7 +272,7 @@ def embed(folder, use_ray, ray_address, ray_actors, **kwargs):
     model, index, summary = workflow.embed(folder, settings, runner=runner)
     index.close()
     click.echo(f"model {model.card.get('name') or model.model_id} ({model.model_id}); index {index.path}", err=True)
-    report_embedding(summary)
+    report_embedding(summary, always=True)
     exit_if_strict(kwargs["strict"], summary)
 
 

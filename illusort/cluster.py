@@ -315,6 +315,9 @@ def _reduce(vectors, dims, n_neighbors, seed, pca_dims, epochs, exact: bool) -> 
 
         vectors = PCA(pca_dims, random_state=0).fit_transform(vectors).astype(np.float32)
     use_numba_cache()
+    if not umap_compiled():
+        warnings.warn(f"compiling UMAP's functions, once (half a minute, longer on a busy machine; kept in "
+                      f"{os.environ['NUMBA_CACHE_DIR']} for later runs)", stacklevel=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns about n_jobs with a seed, and about tiny inputs
         import umap
@@ -382,6 +385,15 @@ def use_numba_cache() -> None:
         from numba.core import config
 
         config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+
+
+def umap_compiled() -> bool:
+    """Whether numba's cache holds UMAP's compiled functions; the first UMAP after an install
+    compiles them (measured: 162 s on two busy cores, then 4 s), so a run says so first."""
+    from pathlib import Path
+
+    folder = os.environ.get("NUMBA_CACHE_DIR")
+    return folder is None or any(Path(folder).glob("umap_*/*.nbi"))  # None: numba's own cache, not ours to judge
 
 
 def cache_umap_functions() -> None:

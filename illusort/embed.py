@@ -105,6 +105,12 @@ class EmbedSummary:
     unchanged: int = 0
     removed: int = 0
     skipped: list = field(default_factory=list)  # (path, reason)
+    new_skips: list = field(default_factory=list)  # those not reported by an earlier run (`reported_skips`)
+
+    @property
+    def changed(self) -> bool:
+        """Whether this run changed the index or found a new unreadable file: worth a line."""
+        return bool(self.embedded or self.reused or self.removed or self.new_skips)
 
     def line(self) -> str:
         return (f"{self.files} images: {self.embedded} embedded, {self.reused} reused by content, "
@@ -137,6 +143,7 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
     paths = [p.as_posix() for p in find_images(root, exclude, links, unreadable)]
     summary.files = len(paths)
     known = index.file_stats(model.model_id)
+    reported = reported_skips(index, model.model_id)
 
     todo, stats = [], {}
     for rel in paths:
@@ -183,7 +190,21 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
     summary.removed = len(vanished)
     # this run's unreadable files and this and earlier runs' bad content
     summary.skipped = sorted(unreadable + index.errors(model.model_id))
+    summary.new_skips = [(path, reason) for path, reason in summary.skipped if (path, reason) not in reported]
+    index.set_meta(f"{SKIPS_REPORTED} {model.model_id}", unreadable)
+    index.commit()
     return summary
+
+
+SKIPS_REPORTED = "skips reported"  # index meta: the unreadable files the last run said it skipped
+
+
+def reported_skips(index: Index, model_id: str) -> set[tuple[str, str]]:
+    """Files an earlier run already said it skipped: bad content recorded in the index (not
+    retried until the file changes) and the last run's unreadable files (retried each run).
+    Each is said once, not on every later command; `illusort status` lists them all."""
+    last = index.get_meta(f"{SKIPS_REPORTED} {model_id}") or []
+    return set(index.errors(model_id)) | {tuple(item) for item in last}
 
 
 def local_results(root: Path, todo: list[str], model: LoadedModel, index: Index, batch_size: int, workers: int):

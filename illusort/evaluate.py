@@ -122,8 +122,8 @@ def _trained_on(card: dict, labels) -> int:
 def _check_scorable(labels: list[str]) -> None:
     values, counts = np.unique(np.asarray(labels, dtype=object).astype(str), return_counts=True)
     if len(values) < 2 or counts.max() < 2:
-        raise EvaluationError(f"{len(labels)} images of {len(values)} characters: scoring needs at least two "
-                              "characters and a character with two or more images")
+        raise EvaluationError(f"{len(labels)} images of {len(values)} character{'' if len(values) == 1 else 's'}: "
+                              "scoring needs at least two characters and a character with two or more images")
 
 
 def score(vectors: np.ndarray, labels: list[str], cluster_options: dict, seed: int = 0):

@@ -202,6 +202,8 @@ def source_scores(vectors: np.ndarray, labels, seed: int = 0) -> dict:
     groups = [source_of(x) for x in labels]
     everything = embedding_eer(vectors, labels, seed)
     result = {"all_pairs_eer": everything["eer"], "per_source": {}}
+    if len(set(groups)) < 2:  # bare character names, or one source: its pairs are all pairs
+        return {**everything, **result, "within_source": False}
     try:
         result.update(embedding_eer(vectors, labels, seed, groups))
     except ValueError:
