@@ -195,8 +195,10 @@ def ignored_options(kwargs_given: dict, clustering) -> list[str]:
     notes, n = [], len(clustering.labels)
     hdbscan = clustering.params.get("algorithm") == "hdbscan"
     if hdbscan and kwargs_given.get("algorithm") == "auto" and AUTO_AGGLOMERATIVE[0] <= n <= AUTO_AGGLOMERATIVE[1]:
-        notes.append("the model has no calibrated similarity, so --algorithm auto used HDBSCAN (give --similarity "
-                     "for average linkage)")
+        notes.append("this model has no calibrated similarity (it was trained on too few characters to set one, or "
+                     "never trained on characters), so pictures were grouped by how densely they gather (HDBSCAN) "
+                     "instead of at a similarity the model was checked at; --similarity 0.5 groups them at a "
+                     "similarity you choose")
     if kwargs_given.get("strictness") and not kwargs_given.get("paper") and hdbscan and n < UMAP_MIN_ITEMS:
         notes.append(f"--strictness has no effect below {UMAP_MIN_ITEMS} pictures (this sort has {n})")
     used_by = {"similarity": "average linkage", "min_samples": "HDBSCAN", "paper": "HDBSCAN"}
@@ -911,6 +913,8 @@ def train_command(dirs, quiet, **kwargs):
         parts.append(f"dev EER {dev['eer']:.3f} (threshold {card['threshold']:.3f})")
     if test:
         parts.append(f"test EER {test['eer']:.3f}")
+    if not (dev and test):
+        parts.append("not scored: too few characters (see the note above), but saved and usable")
     click.echo("; ".join(parts))
 
 

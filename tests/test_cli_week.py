@@ -193,3 +193,34 @@ def test_the_first_umap_says_it_compiles(tmp_path, monkeypatch):
     (tmp_path / "numba" / "umap_0123").mkdir(parents=True)
     (tmp_path / "numba" / "umap_0123" / "umap_.fit-1.py311.nbi").write_bytes(b"")
     assert notes() == []
+
+
+# 8 ------------------------------------------------------------------------------------------
+def test_training_on_a_small_folder_says_what_it_lacks_and_how_to_use_the_model(tmp_path):
+    """6 characters: 1 goes to dev and 1 to test, too few to score. The run says so plainly,
+    saves the model, says how to use it; a sort with it explains HDBSCAN in plain words."""
+    from conftest import draw_character
+
+    from illusort.train.data import characters_needed
+
+    labelled = tmp_path / "labelled"
+    for c in range(6):
+        (labelled / f"char{c}").mkdir(parents=True)
+        for k in range(14):
+            draw_character(c, k, size=(40, 48)).save(labelled / f"char{c}" / f"{k}.png")
+    model = tmp_path / "mine.pt"
+    result = run_cli("train", labelled, "--out", model, "--init", "none", "--input-size", "32", "--epochs", "1",
+                     "--workers", "0", "-q", "--faces", "off", "--batch-size", "12", "--per-class", "4",
+                     "--random-extra", "6")
+    text = " ".join(result.output.split())
+    assert characters_needed() == 8
+    assert "6 labelled characters are too few to score the model" in text and "at least 8 characters" in text
+    assert "the model is saved" in text and "no similarity threshold" in text
+    assert f"use it: illusort sort DIR --model {model}" in text and "test: not scored" in text
+    assert "saved and usable" in result.stdout and "only one dev character" not in text
+    assert model.is_file()
+    pictures = tmp_path / "pics"
+    make_collection(pictures, characters=4, per_character=26)
+    sort = " ".join(run_cli("sort", pictures, "--model", model, "-q", "--workers", "0", "--faces", "off").output.split())
+    assert "trained on too few characters" in sort and "grouped by how densely they gather" in sort
+    model.unlink()

@@ -131,6 +131,15 @@ def split_characters(items: list[Item], seed: int = 0, fractions=(3, 1, 1)) -> d
     return {k: sorted(v) for k, v in split.items()}
 
 
+def characters_needed(fractions=(3, 1, 1), each: int = 2) -> int:
+    """The fewest characters (of 2+ images, in one source) whose split gives dev and test
+    `each` characters: pairs of two different characters are what scores a model."""
+    n, total = each, sum(fractions)
+    while round(n * fractions[1] / total) < each or round(n * fractions[2] / total) < each:
+        n += 1
+    return n
+
+
 def inherited_split(card_path: Path, items: list[Item]) -> tuple[dict[str, list[str]], int]:
     """The dev and test characters of an earlier run's card, so a run on more data (new sources,
     pseudo-labelled folders) is scored on the same unseen characters; every other character

@@ -328,9 +328,8 @@ class Trainer:
                      "as without it (give a folder of sources with --label-depth 2, or several DIRs)")
         dev_characters = len({it.label for it in self.dev_items})
         if dev_characters < 2:
-            self.log(f"note: {'only one dev character' if dev_characters else 'no dev characters'} (too few "
-                     "labelled characters, or unlabelled data without --dev), so no pairs of different characters "
-                     "to score: every epoch replaces the last, and the model gets no threshold")
+            self.log(too_few_characters(len({it.label for it in collection.items if it.label is not None}),
+                                        dev_characters))
         self.data_summary = _data_summary(collection, self.dirs, self.dev_dirs, self.train_items, self.dev_items,
                                           self.test_items, len(bad))
 
@@ -500,9 +499,27 @@ class Trainer:
             t = card["metrics"]["test"]
             self.log(f"test: EER {t['eer']:.3f}" + (f", AMI {t['clustering']['ami']:.3f}" if t.get("clustering") else "")
                      + f" ({t['characters']} unseen characters, {t['images']} images)")
+        else:
+            characters = len({it.label for it in self.test_items})
+            self.log(f"test: not scored ({characters} test character{'' if characters == 1 else 's'}; "
+                     "scoring needs 2 with 2 or more pictures each)")
         self.log(f"model written to {self.out} (card {self.out.with_suffix('.json')}; resume state "
-                 f"{last_path(self.out)})")
+                 f"{last_path(self.out)}); use it: illusort sort DIR --model {self.out}")
         return card
+
+
+def too_few_characters(labelled: int, dev: int) -> str:
+    """What a folder too small to score lacks, in plain words, and what the run does anyway."""
+    from .data import characters_needed
+
+    need = characters_needed()
+    return (f"note: {labelled} labelled character{'' if labelled == 1 else 's'} {'is' if labelled == 1 else 'are'} "
+            f"too few to score the model: {dev} of them {'is' if dev == 1 else 'are'} set aside to check each epoch and "
+            f"scoring needs 2 (and 2 more for the final test), so at least {need} characters, better dozens "
+            "(or give unlabelled data a labelled --dev folder). Training goes on and the model is saved, "
+            "but every epoch replaces the last and it gets no similarity threshold: sorts with it group "
+            "pictures by density (HDBSCAN) rather than at a calibrated similarity, and `query` lists the 20 best "
+            "matches")
 
 
 def train(dirs, config: TrainConfig | None = None, out=None, **run) -> dict:
