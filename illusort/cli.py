@@ -513,8 +513,9 @@ def reject(out, numbers, index_path, source):
 @in_option
 @fail_cleanly
 def name(out, folder, name, index_path, source):
-    """Name the character in OUT/FOLDER: the folder becomes OUT/NAME (merged into it if it
-    exists), and later sorts keep these images, and new ones like them, under NAME."""
+    """Name the character in OUT/FOLDER (FOLDER: its name in OUT, or a path to it): the folder
+    becomes OUT/NAME (merged into it if it exists), and later sorts keep these images, and new
+    ones like them, under NAME."""
     from . import corrections
     from .status import find_sort
 

@@ -86,6 +86,28 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", str(Path.home() / ".cache/illusort-numba")))
 
 
+@pytest.fixture
+def sorted_out(tmp_path):
+    """A small folder sorted with hsv-hist: (folder, OUT)."""
+    root = tmp_path / "pics"
+    make_collection(root, characters=3, per_character=8)
+    Image.new("RGB", (60, 60), (10, 10, 10)).save(root / "logo.png")  # fits no character: unsorted
+    out = tmp_path / "out"
+    run_cli("sort", root, "--out", out, "--model", "hsv-hist", "-q", "--workers", "0", "--seed", "0")
+    return root, out
+
+
+def one_line_error(result, *needles):
+    """The CLI refused with exit 1 and one `Error:` line holding each of `needles`; returns it."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.output
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
 def run_cli(*args, ok=True):
     """Invoke the CLI in-process; assert the exit code."""
     from click.testing import CliRunner

@@ -7,30 +7,9 @@ import os
 import pytest
 from PIL import Image
 
-from conftest import make_collection, run_cli
+from conftest import make_collection, one_line_error, run_cli
 
 FAST = ("--model", "hsv-hist", "-q", "--workers", "0", "--seed", "0")
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, result.output
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
-
-
-@pytest.fixture
-def sorted_out(tmp_path):
-    """A small folder sorted with hsv-hist: (folder, OUT)."""
-    root = tmp_path / "pics"
-    make_collection(root, characters=3, per_character=8)
-    Image.new("RGB", (60, 60), (10, 10, 10)).save(root / "logo.png")  # fits no character: unsorted
-    out = tmp_path / "out"
-    run_cli("sort", root, "--out", out, *FAST)
-    return root, out
 
 
 # 9 ------------------------------------------------------------------------------------------

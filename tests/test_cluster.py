@@ -43,7 +43,7 @@ def test_cli_agglomerative(collection):
     root, truth = collection
     result = run_cli("cluster", root, "--model", "hsv-hist", "-q", "--workers", "0", "--algorithm",
                      "agglomerative", "--similarity", "0.9", "--min-cluster-size", "3")
-    assert "4 clusters" in result.output
+    assert "4 characters" in result.output
     missing = run_cli("cluster", root, "--model", "hsv-hist", "-q", "--algorithm", "agglomerative", ok=False)
     assert "--similarity" in missing.output and "Traceback" not in missing.output
 

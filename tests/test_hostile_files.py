@@ -238,9 +238,10 @@ def test_out_reachable_from_in_is_never_scanned(world, mode):
     (root / "set" / "self").symlink_to(root)  # a loop inside IN: followed once
     out = base / "pics-sorted"
     outside = Outside(base, "pics-sorted")
-    for _ in range(2):
+    for run in range(2):
         result = sort(root, out, mode)
-        assert "skipped up: symbolic link to a folder" in result.output
+        # said by the run that finds it, not again (issue 26 item 10)
+        assert ("skipped up: symbolic link to a folder" in result.output) == (run == 0), result.output
         entries = read_manifest(out)["entries"]
         assert len(entries) == 8 and all(not e.src.startswith(str(out)) for e in entries)
     outside.check()

@@ -144,7 +144,8 @@ def test_bad_files_are_skipped_counted_and_strict_exits_3(tmp_path):
     assert (root / "bad/x.png").exists() and not (root / "bad/x.png").is_file()  # left alone
 
     again = run_cli("embed", root, "--model", "hsv-hist", "-q", "--workers", "0")
-    assert f"{len(bad)} skipped" in again.output and set(skipped_lines(again.output)) == set(map(shown, bad))
+    # counted again, but each named only by the run that found it (issue 26 item 10)
+    assert f"{len(bad)} skipped" in again.output and skipped_lines(again.output) == {}, again.output
     for command in (("embed", root), ("sort", root, "--out", out)):
         strict = run_cli(*command, *FAST[:-2], "--strict", ok=None)
         assert strict.exit_code == 3, strict.output
