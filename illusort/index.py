@@ -149,19 +149,6 @@ def remember_output(index_path: Path, out: Path) -> None:
         safepath.write_own(record, os.fsencode(out))
 
 
-def recorded_outputs(index_path: Path) -> list[Path]:
-    """Every output folder the index at `index_path` records a sort into (`remember_output`),
-    whether or not it still holds one. Reads only."""
-    folder = Path(index_path).with_suffix(".outputs")
-    try:
-        if os.path.islink(folder) or os.path.islink(folder.parent) or not folder.is_dir():
-            return []
-        outputs = [Path(os.fsdecode(data)) for data in map(safepath.read_own, folder.iterdir()) if data]
-    except (OSError, safepath.Unsafe):
-        return []
-    return sorted(out for out in outputs if records_output(index_path, out))  # a record's name must fit its text
-
-
 def records_output(index_path: Path, out: Path) -> bool:
     """True when the index at `index_path` records a sort into OUT (`remember_output`). Reads only."""
     out = os.path.realpath(out)
