@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .faces import DECODE_SIDE, DETECT_SIDE, crop, face_boxes
 from . import fastpaths
-from .images import (BadImage, Unreadable, decode, file_digest, file_kind, find_images, open_image,
+from .images import (BadImage, Unreadable, decode, file_digest, file_kind, find_images, letterbox, open_image,
                      read_regular_file, reduced)
 from .index import Index, Row
 from .progress import progress_bar
@@ -26,14 +26,7 @@ def preprocess(image: Image.Image, size: int) -> torch.Tensor:
     """Letterbox to a square on white (nothing of the character is cropped away), resize,
     and return a uint8 tensor of shape (3, size, size) (a quarter of the bytes of float32 to
     pass from a decoding process; `as_input` makes the network's input)."""
-    w, h = image.size
-    side = max(w, h)
-    if w != h:
-        square = Image.new("RGB", (side, side), (255, 255, 255))
-        square.paste(image, ((side - w) // 2, (side - h) // 2))
-        image = square
-    image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
-    array = np.asarray(image, dtype=np.uint8).copy()
+    array = np.asarray(letterbox(image, size), dtype=np.uint8).copy()
     return torch.from_numpy(array).permute(2, 0, 1)
 
 

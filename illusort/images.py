@@ -22,6 +22,13 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".
 INDEX_DIRNAME = ".illusort"
 # Refuse images above this many pixels (a decompression bomb decodes to gigabytes).
 MAX_PIXELS = 20_000 * 20_000
+# ... and whose decoding would take more memory than this (Pillow holds RGB(A) as 4 bytes
+# a pixel; a 1.5 MB 19999x19999 PNG is 1.5 GiB decoded), judged before decoding, after a
+# JPEG's draft. Setting: ILLUSORT_MAX_DECODE_MB (default 1024).
+MAX_DECODED_BYTES = int(float(os.environ.get("ILLUSORT_MAX_DECODE_MB") or 1024) * 2**20)
+# ... and longer than this many times their width (or wider than high): shown to a network
+# as a square, a 1x100000 picture is a line, not a character.
+MAX_ASPECT = 100
 # Refuse files above this size before reading them (a 6 GB "x.jpg" would be read whole into
 # memory). Setting: ILLUSORT_MAX_FILE_MB (default 256).
 MAX_FILE_BYTES = int(float(os.environ.get("ILLUSORT_MAX_FILE_MB") or 256) * 2**20)
@@ -120,15 +127,17 @@ def decode(data: bytes, max_side: int | None = None, reduce: bool = True) -> tup
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
             image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_PIXELS:
-                raise BadImage(f"too large ({image.width}x{image.height} pixels)")
+            check_size(*image.size)
             full = image.size
             if max_side and image.format == "JPEG":
                 image.draft("RGB", (max_side, max_side))
+            check_memory(*image.size, image.mode)
             image.seek(0)  # animated files: first frame
             image.load()
             if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by a quarter turn
                 full = full[::-1]
+            if reduce and max_side and image.mode in REDUCIBLE:  # first: the conversions then copy a small picture
+                image = reduced(image, max_side)
             image = to_rgb(ImageOps.exif_transpose(image))
             return (reduced(image, max_side) if reduce and max_side else image), full
     except BadImage:
@@ -139,6 +148,43 @@ def decode(data: bytes, max_side: int | None = None, reduce: bool = True) -> tup
         raise BadImage("not an image, or a format Pillow cannot read") from None
     except Exception as error:  # PIL raises many types for broken files
         raise BadImage(f"cannot decode: {type(error).__name__}: {error}".splitlines()[0]) from None
+
+
+def check_size(width: int, height: int) -> None:
+    """Pixels and shape, read from the header: a picture is refused before it is decoded."""
+    if width * height > MAX_PIXELS:
+        raise BadImage(f"too large ({width}x{height} pixels)")
+    if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
+        raise BadImage(f"too long and thin ({width}x{height} pixels; at most 1:{MAX_ASPECT})")
+
+
+def check_memory(width: int, height: int, mode: str) -> None:
+    """What decoding (at `width` x `height`, after a JPEG's draft) and converting to RGB hold:
+    4 bytes a pixel (Pillow's RGB and RGBA; a palette picture becomes RGBA, a 16-bit one 32-bit)."""
+    need = width * height * 4
+    if need > MAX_DECODED_BYTES:
+        raise BadImage(f"too large to decode ({width}x{height} {mode} pixels take {need / 2**30:.1f} GiB; "
+                       f"the limit is {MAX_DECODED_BYTES / 2**20:.0f} MB, setting ILLUSORT_MAX_DECODE_MB)")
+
+
+# Modes `Image.reduce` averages correctly (a palette's indices, 1-bit and 16-bit are converted first).
+REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F", "CMYK")
+
+
+def letterbox(image: Image.Image, size: int) -> Image.Image:
+    """`image` centred on a white square, `size` pixels a side: nothing of the character is
+    cropped away. A long thin picture is reduced first (as `resize` would reduce the square),
+    so the square never holds more than about (2 size)^2 pixels, whatever its shape."""
+    factor = max(image.size) // (2 * size)
+    if factor >= 2:
+        image = image.reduce(factor)
+    w, h = image.size
+    side = max(w, h)
+    if w != h:
+        square = Image.new("RGB", (side, side), BACKGROUND)
+        square.paste(image, ((side - w) // 2, (side - h) // 2))
+        image = square
+    return image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
 
 
 def reduced(image: Image.Image, max_side: int) -> Image.Image:
@@ -157,7 +203,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        image = image.convert("RGBA")
+        image = image if image.mode == "RGBA" else image.convert("RGBA")  # convert() would copy
         flat = Image.new("RGB", image.size, BACKGROUND)
         flat.paste(image, mask=image.getchannel("A"))
         return flat
