@@ -17,7 +17,7 @@ from .index import Index, default_index_path
 from .manifest import (BUSY_WAIT, Entry, confirm_source, output_folder, output_lock, read_manifest,
                        require_manifest, save_manifest)
 from .naming import NOT_A_CHARACTER, UNSORTED, check_folder_name, folder_of, tagged_name
-from .safepath import dest_path, is_regular
+from .safepath import bad_name, dest_path, is_regular
 from .sort import SourceUnavailable, is_ours, make_entry, remove_empty_folders, settle_pending
 
 RESERVED = (UNSORTED, NOT_A_CHARACTER)
@@ -233,7 +233,7 @@ def find_renamed_folders(out: Path, entries: list[Entry]) -> dict[str, str]:
     for e in entries:
         by_folder[folder_of(e.dest)].append(e)
     strangers = [d for d in Path(out).iterdir()
-                 if d.is_dir() and not d.is_symlink() and not d.name.startswith(".") and d.name not in by_folder]
+                 if d.is_dir() and not d.is_symlink() and not bad_name(d.name) and d.name not in by_folder]
     renamed = {}
     for folder, members in by_folder.items():
         if not folder or any(os.path.lexists(out / e.dest) for e in members):
@@ -313,10 +313,11 @@ def _relocate_moves(out: Path, root: Path, entries: list[Entry], plan) -> list[E
 
 
 def _relocate_links(out: Path, root: Path, mode: str, entries: list[Entry], plan) -> list[Entry]:
-    """Link/copy modes: journal every new link/copy as pending once (a killed run settles
-    them), make it from the source, then remove the old one if still ours."""
+    """Link/copy modes: journal every new link/copy as pending once, with the entry it replaces
+    (a killed run's are settled: `settle_pending` completes each one made), make it from the
+    source, then remove the old one if still ours."""
     source = str(Path(root).resolve())
-    save_manifest(out, root, mode, entries + [Entry(e.src, dest, "pending", e.faces) for e, dest in plan])
+    save_manifest(out, root, mode, entries + [Entry(e.src, dest, "pending", e.faces, e.dest) for e, dest in plan])
     moved = []
     for e, dest in plan:
         try:

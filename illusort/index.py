@@ -122,6 +122,13 @@ def exclusive_lock(lock_file: Path, busy: Exception, wait: float = 0.0):
         handle.close()
 
 
+def open_read_only(path: Path, timeout: float = 30) -> sqlite3.Connection:
+    """An index opened read-only, by a URI whose path is percent-escaped: in a plain
+    `file:{path}?mode=ro` a `#` or `?` in a folder name ends the path, and SQLite then opens
+    (and creates) another file, read-write."""
+    return sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True, timeout=timeout)
+
+
 def default_index_path(root: Path) -> Path:
     """DIR/.illusort/index.db; for a folder we may not write to (a read-only share), a
     per-folder file under ~/.cache/illusort/indexes instead."""
@@ -321,9 +328,19 @@ class Index:
         return [m for (m,) in self.db.execute("SELECT DISTINCT model FROM items ORDER BY model")]
 
     def decisions(self) -> dict[tuple[str, int], str]:
-        """(path, face) -> the character the user put it in (`name`, `merge`, `move`)."""
-        rows = self.db.execute("SELECT path, face, character FROM decisions")
-        return {(os.fsdecode(p), f): c for p, f, c in rows}
+        """(path, face) -> the character the user put it in (`name`, `merge`, `move`). The index
+        is as editable as the folder it lives in: a stored name that could not be typed (`..`,
+        `/x`, `.illusort`, see `safepath.bad_name`) is ignored, with a warning."""
+        found, ignored = {}, set()
+        for p, f, c in self.db.execute("SELECT path, face, character FROM decisions"):
+            if safepath.bad_name(c):
+                ignored.add(repr(c))
+            else:
+                found[os.fsdecode(p), f] = c
+        if ignored:
+            warnings.warn(f"{self.path}: ignored decisions naming {', '.join(sorted(ignored))}, "
+                          "which cannot be a folder name", stacklevel=2)
+        return found
 
     def rejections(self) -> dict[tuple[str, int], set[str]]:
         """(path, face) -> the characters the user said it is not."""

@@ -13,13 +13,8 @@ import numpy as np
 
 from .errors import SortError
 from .manifest import Entry
+from .safepath import MAX_NAME_BYTES, OWN_NAMES, bad_name
 
-PARTIAL = ".illusort-partial"
-
-
-# Longest name in OUT: 255 bytes (NAME_MAX of common file systems) less what turns `name`
-# into the temporary `.name.illusort-partial` of a copy in progress.
-MAX_NAME_BYTES = 255 - 1 - len(PARTIAL)
 UNSORTED = "unsorted"
 NOT_A_CHARACTER = "not-a-character"  # where images the user marked so are kept (never deleted)
 
@@ -135,9 +130,8 @@ def folder_of(dest: str) -> str:
 
 def check_folder_name(name: str) -> str:
     """A character name usable as one folder of OUT."""
-    if not name.strip() or name in (".", "..") or "/" in name or "\0" in name or name.startswith(".") \
-            or len(os.fsencode(name)) > MAX_NAME_BYTES:
-        raise SortError(f"{name!r} cannot be a folder name (not blank, no '/', no leading '.', "
+    if bad_name(name):
+        raise SortError(f"{name!r} cannot be a folder name (not blank, no '/', no leading '.', not {', '.join(OWN_NAMES)}, "
                         f"at most {MAX_NAME_BYTES} bytes)")
     return name
 

@@ -26,6 +26,11 @@ from pathlib import Path
 from .errors import IllusortError
 
 NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK  # NONBLOCK: a FIFO never hangs
+PARTIAL = ".illusort-partial"  # `.name.illusort-partial`: a copy in progress
+# Longest name in OUT: 255 bytes (NAME_MAX of common file systems) less what turns `name`
+# into the temporary `.name.illusort-partial` of a copy in progress.
+MAX_NAME_BYTES = 255 - 1 - len(PARTIAL)
+OWN_NAMES = ("report.html",)  # illusort's own names in OUT that do not start with '.'
 
 
 class Unsafe(IllusortError, ValueError):
@@ -38,11 +43,21 @@ def is_inside(path, root) -> bool:
     return real == root or real.startswith(root + "/")
 
 
+def bad_name(name) -> bool:
+    """True for what cannot be one folder or file of OUT, whether typed on the command line or
+    read back from a manifest or an index (both editable by anyone who shares the folder):
+    blank, '.', '..', a '/' or NUL, a leading '.' (illusort's own files), an own name, or
+    longer than MAX_NAME_BYTES."""
+    return (not isinstance(name, str) or not name.strip() or "/" in name or "\0" in name or name.startswith(".")
+            or name in OWN_NAMES or len(os.fsencode(name)) > MAX_NAME_BYTES)
+
+
 def check_manifest_dest(dest: str) -> str:
-    """The text of a manifest `dest`: 'name' or 'folder/name', no absolute path, no '.', '..'."""
+    """The text of a manifest `dest`: 'name' or 'folder/name', each part a name `bad_name` accepts."""
     parts = dest.split("/") if isinstance(dest, str) else [""]
-    if dest.startswith("/") or any(p in ("", ".", "..") or "\0" in p for p in parts) or len(parts) > 2:
-        raise Unsafe(f"manifest entry {dest!r} points outside the output folder; refusing to use it")
+    if len(parts) > 2 or any(bad_name(p) for p in parts):
+        raise Unsafe(f"manifest entry {dest!r} points outside the output folder or at illusort's own files; "
+                     "refusing to use it")
     return dest
 
 

@@ -24,10 +24,10 @@ from .errors import IllusortError, SortError
 from .index import recorded_outputs
 from .manifest import (BUSY_WAIT, LOCK, MANIFEST, MODES, Entry, confirm_source, output_folder, output_lock, read_manifest,
                        require_manifest, save_manifest, write_manifest)
-from .naming import PARTIAL, folder_of
+from .naming import folder_of
 from .progress import progress_bar
 from .report import REVIEW_FILES, TEMPORARIES
-from .safepath import Unsafe, dest_path, is_regular, same_file, source_path
+from .safepath import PARTIAL, Unsafe, dest_path, is_regular, same_file, source_path
 
 # What a run killed before its first manifest was in place can leave in OUT, and the review
 # page: not the user's.
@@ -216,14 +216,16 @@ def settle_pending(entries: list[Entry], out: Path, mode: str, source: str) -> l
     """Entries a killed run left 'pending', made definite: a move that was linked but not yet
     unlinked is completed; a move inside OUT (`relocate`) is completed once its new name
     exists, else rolled back to its old one; a link/copy that exists and is ours is done; the
-    rest never happened and are dropped (with any half-written copy). `source`: IN's real path.
+    rest never happened and are dropped (with any half-written copy). A link/copy that
+    `relocate` made anew in another folder replaces its old one (removed if still ours), so a
+    re-run never places a picture twice. `source`: IN's real path.
     Every command on an existing OUT starts here, so every entry is checked first (`check_entries`)."""
     check_entries(entries, out, mode, source)
-    settled = []
+    settled, replaced = [], set()
     for e in entries:
         if e.state == "pending":
             dest = dest_path(out, e.dest)
-            if e.moved_from is not None:
+            if e.moved_from is not None and mode == "move":
                 old = dest_path(out, e.moved_from)
                 if same_file(old, dest):
                     os.unlink(old)  # linked under the new name, old one not yet gone
@@ -239,9 +241,15 @@ def settle_pending(entries: list[Entry], out: Path, mode: str, source: str) -> l
                 if os.path.lexists(partial_path(dest)):
                     partial_path(dest).unlink()
                 e.state = "done" if is_ours(e, out, mode, source) else "planned"
+                if e.state == "done" and e.moved_from is not None:
+                    replaced.add((e.src, e.moved_from))
+                e.moved_from = None
         if e.state == "done":
             settled.append(e)
-    return settled
+    for e in settled:
+        if (e.src, e.dest) in replaced and is_ours(e, out, mode, source):
+            dest_path(out, e.dest).unlink()
+    return [e for e in settled if (e.src, e.dest) not in replaced]
 
 
 @dataclass
@@ -287,7 +295,9 @@ def apply_plan(root: Path, out: Path, planned: list[Entry], mode: str, progress:
             keep.append(e)  # changed by the user since: leave it alone, keep tracking it
     have = {(e.src, e.dest) for e in keep}
     todo = [e for e in planned if (e.src, e.dest) not in have]
-    for e in todo:
+    for e in todo:  # a plan built from stored names is checked before it is journaled
+        safepath.check_manifest_dest(e.dest)
+        safepath.check_manifest_source(e.src, source)
         e.state = "pending"
     save_manifest(out, root, mode, keep + todo)  # journal first: a crash leaves 'pending' entries
     done = []
