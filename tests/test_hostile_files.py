@@ -366,12 +366,13 @@ def test_a_read_only_out_is_one_line(world, tmpfs):
     assert "Read-only file system" in error
 
 
-@pytest.mark.parametrize("size", [-5, 60000, 8, "big", True])
+@pytest.mark.parametrize("size", [-5, 60000, 8, "big", True, 16, 31])
 def test_model_card_values_out_of_bounds(world, size):
+    """16-31 (issue 25) passed the check, then EfficientNet-Lite and VGG16 crashed on them."""
     base, root, out, victim = world
-    net = nets.build("resnet18", embed_dim=8, input_size=32)
+    net = nets.build("lite0", embed_dim=8, input_size=32)
     path = base / "models" / "odd.pt"
-    save_checkpoint(path, net, {"arch": "resnet18", "embed_dim": 8, "input_size": 32})
+    save_checkpoint(path, net, {"arch": "lite0", "embed_dim": 8, "input_size": 32})
     card = json.loads(path.with_suffix(".json").read_text())
     card["input_size"] = size
     path.with_suffix(".json").write_text(json.dumps(card))
