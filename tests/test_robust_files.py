@@ -21,6 +21,7 @@ from PIL import Image
 from illusort import images
 from illusort.index import Index, default_index_path
 from illusort.manifest import MANIFEST, read_manifest
+from illusort.terminal import shown  # how the CLI prints a path: escapes for control characters and bytes
 
 from conftest import draw_character, index_key, make_collection, run_cli
 
@@ -57,11 +58,6 @@ def index_paths(root, model="hsv-hist"):
         rows, vectors = index.embeddings(index_key(model))
     assert np.isfinite(vectors).all()
     return {r.path for r in rows}
-
-
-def shown(path: str) -> str:
-    """A path as the CLI prints it to stderr: undecodable bytes as \\udcXX escapes."""
-    return path.encode("utf-8", "backslashreplace").decode()
 
 
 def skipped_lines(output: str) -> dict[str, str]:
