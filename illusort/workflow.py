@@ -21,13 +21,15 @@ from .cluster import ClusterOptions, Clustering, assign_to_clusters, cluster_emb
 from .corrections import record_renames, take_renames
 from .errors import InputError, MissingPath, ModelError
 from .images import IMAGE_EXTENSIONS, INDEX_DIRNAME, BadImage, read_image
-from .index import Index, Row, default_index_path, recorded_outputs, remember_output
+from .index import Index, Row, default_index_path, open_read_only, recorded_outputs, remember_output
 from .registry import check_device, check_model
+from .safepath import bad_name
 from .query import match_known, rank
 from .manifest import Entry, output_folder, output_lock, read_manifest
 from .naming import NOT_A_CHARACTER, UNSORTED, assign_folders, plan_entries, previous_folders
 from .sort import SortResult, apply_plan, apply_sort, check_output, moved_members, present, unmoved
 from .status import LAST_SORT, sort_key
+from .terminal import shell_word
 
 if TYPE_CHECKING:  # torch: imported by the functions that embed, so other commands start at once
     from .embed import EmbedSummary
@@ -67,7 +69,7 @@ def check_not_output(root: Path, command: str = "sort") -> None:
     manifest = read_manifest(Path(root))
     if manifest is not None:
         raise InputError(f"{root} is an illusort output folder (a sort of {manifest['source']}); "
-                         f"{command} {manifest['source']} instead")
+                         f"{command} {shell_word(manifest['source'])} instead")
 
 
 def first_image(root: Path) -> str | None:
@@ -250,7 +252,7 @@ def sort_folder(root: Path, out: Path | None, settings: Settings, mode: str = "s
         copy = Path(scratch) / "index.db"
         index_path = Path(settings.index or default_index_path(root))
         if index_path.exists():
-            with sqlite3.connect(f"file:{index_path}?mode=ro", uri=True) as source, sqlite3.connect(copy) as target:
+            with open_read_only(index_path) as source, sqlite3.connect(copy) as target:
                 source.backup(target)
         for output in recorded_outputs(index_path):  # and the sorts it records (moved files' rows stay)
             remember_output(copy, output)
@@ -376,7 +378,7 @@ def known_references(folder: Path, settings: Settings) -> tuple[list[str], np.nd
     model, index, summary = embed(folder, replace(settings, index=None))
     with index:
         rows, vectors = index.embeddings(model.model_id)
-    keep = [i for i, r in enumerate(rows) if r.face == 0 and "/" in r.path]
+    keep = [i for i, r in enumerate(rows) if r.face == 0 and "/" in r.path and not bad_name(r.path.split("/", 1)[0])]
     if not keep:
         raise InputError(f"--known {folder} holds no readable reference pictures in sub-folders: "
                          f"give {folder}/<name>/<pictures>")
