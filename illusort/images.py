@@ -26,9 +26,6 @@ MAX_PIXELS = 20_000 * 20_000
 # a pixel; a 1.5 MB 19999x19999 PNG is 1.5 GiB decoded), judged before decoding, after a
 # JPEG's draft. Setting: ILLUSORT_MAX_DECODE_MB (default 1024).
 MAX_DECODED_BYTES = int(float(os.environ.get("ILLUSORT_MAX_DECODE_MB") or 1024) * 2**20)
-# ... and longer than this many times their width (or wider than high): shown to a network
-# as a square, a 1x100000 picture is a line, not a character.
-MAX_ASPECT = 100
 # Refuse files above this size before reading them (a 6 GB "x.jpg" would be read whole into
 # memory). Setting: ILLUSORT_MAX_FILE_MB (default 256).
 MAX_FILE_BYTES = int(float(os.environ.get("ILLUSORT_MAX_FILE_MB") or 256) * 2**20)
@@ -68,7 +65,9 @@ def find_images(root: Path, exclude: Path | None = None, links: str = "inside",
         if skipped is not None:
             skipped.append((Path(path).relative_to(root).as_posix(), reason))
 
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    # fwalk lists each folder through its parent's descriptor: a folder deeper than the path
+    # limit (PATH_MAX) is listed too, and its pictures are skipped by name when read.
+    for dirpath, dirnames, filenames, _ in os.fwalk(root, follow_symlinks=True):
         real = os.path.realpath(dirpath)
         if (real in seen_dirs or real == excluded or os.path.lexists(os.path.join(real, SORT_MANIFEST))
                 or real != root_real and os.path.basename(real).startswith(".")):
@@ -151,11 +150,10 @@ def decode(data: bytes, max_side: int | None = None, reduce: bool = True) -> tup
 
 
 def check_size(width: int, height: int) -> None:
-    """Pixels and shape, read from the header: a picture is refused before it is decoded."""
+    """Pixels, read from the header: a picture is refused before it is decoded. (Its shape
+    costs nothing: `letterbox` reduces a long thin picture before it pads it.)"""
     if width * height > MAX_PIXELS:
         raise BadImage(f"too large ({width}x{height} pixels)")
-    if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
-        raise BadImage(f"too long and thin ({width}x{height} pixels; at most 1:{MAX_ASPECT})")
 
 
 def check_memory(width: int, height: int, mode: str) -> None:

@@ -70,15 +70,15 @@ def decode_capped(path: Path, megabytes: int = 1024) -> str:
 
 # 5 --------------------------------------------------------------------------------------------
 def test_a_long_thin_picture_is_never_letterboxed_onto_a_huge_square(tmp_path):
-    """Issue 25 case 5: a 1x100000 PNG of 467 bytes was letterboxed onto a 100000^2 square (20 GiB).
-    Now its shape is refused from the header, and a thin picture within the shape limit is
-    letterboxed after reducing, under a 1 GiB memory cap."""
+    """Issue 25 case 5: a 1x100000 PNG of 467 bytes was letterboxed onto a 100000^2 square (20 GiB:
+    killed, or a MemoryError traceback under a cap). Now it is reduced before it is padded: it
+    embeds (as a 1x4000 one always did) under a 1 GiB memory cap, and so does a 300x30000 strip."""
     line = tmp_path / "line.png"
     Image.new("RGB", (1, 100000), (200, 0, 0)).save(line)
     assert line.stat().st_size < 1000
-    assert "skipped: too long and thin (1x100000" in decode_capped(line)
+    assert "decoded (1, 100000)" in decode_capped(line)
     strip = tmp_path / "strip.png"
-    Image.new("RGB", (300, 30000), (200, 0, 0)).save(strip)  # 1:100, a 30000^2 square before
+    Image.new("RGB", (300, 30000), (200, 0, 0)).save(strip)
     assert "decoded (300, 30000)" in decode_capped(strip)
 
 
@@ -102,3 +102,31 @@ def test_a_large_png_within_the_limit_is_reduced_before_it_is_converted(tmp_path
     assert "decoded (471, 471)" in printed
     grown = int(printed.split("peak")[1]) - int(printed.split("before")[1].split()[0])
     assert grown < 2.4 * 8000 * 8000 * 4 / 2**20, printed
+
+
+# 8 --------------------------------------------------------------------------------------------
+def deep_folder(root: Path, depth: int = 300) -> str:
+    """root/a.../a... `depth` folders down (made through descriptors: the path passes PATH_MAX);
+    returns the relative folder."""
+    fd = os.open(root, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d" * 20, dir_fd=fd)
+        fd, old = os.open("d" * 20, os.O_RDONLY, dir_fd=fd), fd
+        os.close(old)
+    picture = os.open("deep.png", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+    os.write(picture, (root / "c0_1.png").read_bytes())
+    os.close(picture)
+    os.close(fd)
+    return "/".join(["d" * 20] * depth)
+
+
+def test_a_picture_deeper_than_the_path_limit_is_skipped_by_name(tmp_path):
+    """Issue 25 case 8: 300 folders down, a picture was neither sorted nor listed as skipped."""
+    root = tmp_path / "pics"
+    make_collection(root, characters=2, per_character=6, nested=False)
+    folder = deep_folder(root)
+    result = run_cli("sort", root, "--out", tmp_path / "out", *FAST, "--json")
+    data = json.loads(result.stdout)
+    assert data["pictures"] == 12
+    assert [s["path"] for s in data["skipped"]] == [f"{folder}/deep.png"]
+    assert "1 skipped" in run_cli("embed", root, *FAST[:-2]).output
