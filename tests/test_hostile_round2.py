@@ -5,6 +5,7 @@ take gigabytes to decode (under a memory cap), small model input sizes, names th
 UTF-8 on a strict terminal, and a picture deeper than the path limit."""
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import struct
@@ -18,8 +19,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import draw_character, make_collection, run_cli
-from hostile import changed, fingerprint, one_line_error
+from illusort.manifest import read_manifest
+
+from conftest import make_collection, run_cli
+from hostile import changed, fingerprint, make_victim
 
 FAST = ("--model", "hsv-hist", "-q", "--workers", "0", "--seed", "0")
 REPO = Path(__file__).resolve().parents[1]
@@ -130,3 +133,145 @@ def test_a_picture_deeper_than_the_path_limit_is_skipped_by_name(tmp_path):
     assert data["pictures"] == 12
     assert [s["path"] for s in data["skipped"]] == [f"{folder}/deep.png"]
     assert "1 skipped" in run_cli("embed", root, *FAST[:-2]).output
+
+
+# 1 and 7 ---------------------------------------------------------------------------------------
+PLANTED = "logo\x1b[4D; touch PWNED #.png"  # on screen, ESC[4D would move back over '.png'
+
+
+def sorted_with(tmp_path, *names) -> tuple[Path, Path]:
+    """A small folder (3 characters) plus dark pictures named `names` (unsorted), sorted."""
+    root = tmp_path / "pics"
+    make_collection(root, characters=3, per_character=8)
+    for k, name in enumerate(names):
+        Image.new("RGB", (60, 60), (10 + k, 10, 10)).save(root / os.fsdecode(name), "PNG")
+    out = tmp_path / "out"
+    run_cli("sort", root, "--out", out, *FAST)
+    return root, out
+
+
+def cli_process(*args, cwd, env=None):
+    return subprocess.run([sys.executable, "-m", "illusort.cli", *map(str, args)], capture_output=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=300)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (a real terminal emulator)")
+def test_a_name_with_terminal_escapes_shows_as_escapes_and_its_command_runs_as_shown(tmp_path):
+    """Issue 25 case 1: in a real terminal, a picture named with ESC[4D and a `; touch X #` tail
+    rendered as a harmless `illusort move ... --to ...` line that ran the planted command when
+    pasted. Now the escape shows as `\\x1b`, and the line on screen, pasted into a shell, moves
+    that picture and runs nothing else."""
+    root, out = sorted_with(tmp_path, PLANTED)
+    if not (out / "unsorted" / PLANTED).is_symlink():
+        pytest.skip("hsv-hist placed the planted picture in a character")
+    screen = tmp_path / "screen.txt"
+    session = f"illusort-{os.getpid()}"
+    script = tmp_path / "show.sh"
+    script.write_text(f"cd {shlex.quote(str(tmp_path))}; PYTHONPATH={shlex.quote(str(REPO))} "
+                      f"{shlex.quote(sys.executable)} -m illusort.cli status {shlex.quote(str(out))}; sleep 30\n")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "400", "-y", "60", "bash", str(script)],
+                   check=True)
+    try:
+        for _ in range(100):
+            time.sleep(0.3)
+            shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                   text=True).stdout
+            if "re-run" in shown:
+                break
+        screen.write_text(shown)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    line = next(line for line in shown.splitlines() if "logo" in line and "illusort move" in line)
+    assert "logo\\x1b[4D; touch PWNED #.png" in line, line  # the name, visibly escaped
+    pasted = line[line.index("illusort move"):]
+    assert pasted.startswith(f"illusort move {out} $'unsorted/logo\\x1b[4D; touch PWNED #.png' --to character-")
+    words = shlex.split(pasted.replace("$'", "'"))  # the words bash makes of it, escapes aside
+    done = subprocess.run(["bash", "-c", f"illusort() {{ printf '%s\\0' \"$@\"; }}; {pasted}"], cwd=tmp_path,
+                          capture_output=True)
+    assert not (tmp_path / "PWNED").exists() and done.returncode == 0
+    args = done.stdout.split(b"\0")[:-1]
+    assert args[2] == os.fsencode(f"unsorted/{PLANTED}") and len(args) == len(words) - 1 == 5
+    run_cli(*[os.fsdecode(a) for a in args])
+    assert not (out / "unsorted" / PLANTED).exists() and (out / os.fsdecode(args[4]) / PLANTED).is_symlink()
+
+
+def test_status_of_names_that_are_not_utf8_on_a_strict_utf8_terminal(tmp_path):
+    """Issue 25 case 7: `status` died with UnicodeEncodeError on such a name when stdout is
+    strict UTF-8 (an ordinary en_US.UTF-8 terminal). Now every byte shows as an escape."""
+    name = os.fsdecode(b"bad\xff\x1b.png")
+    root, out = sorted_with(tmp_path, os.fsdecode(b"dark\xfe.png"))
+    (root / name).write_bytes(b"not a picture")
+    run_cli("sort", root, "--out", out, *FAST)
+    env = {"PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"}
+    for args in (("status", out), ("status", root), ("sort", root, "--out", out, *FAST)):
+        done = cli_process(*args, cwd=tmp_path, env=env)
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+        text = (done.stdout + done.stderr).decode("utf-8")  # strict: every byte printed is UTF-8
+        assert "\x1b" not in text
+        if args[0] == "status":
+            assert "skipped bad\\xff\\x1b.png: not an image" in text, text
+    data = json.loads(cli_process("status", out, "--json", cwd=tmp_path, env=env).stdout)
+    assert name in [s["path"] for s in data["skipped"]]
+
+
+# 2 --------------------------------------------------------------------------------------------
+def test_hash_and_question_mark_in_the_sorted_folders_path(tmp_path):
+    """Issue 25 case 2: `file:{path}?mode=ro` named another file when IN's path held `#` or `?`:
+    status, report and sort --dry-run each created an empty file beside IN, and status said
+    0 pictures indexed. Now nothing appears outside IN and OUT, and the counts are right."""
+    base = tmp_path / "share"
+    base.mkdir()
+    root, out = base / "pics #1?x=y", base / "out"
+    make_collection(root, characters=3, per_character=6)
+    run_cli("sort", root, "--out", out, *FAST)
+    before = fingerprint(base, skip=(root.name, out.name))
+    data = json.loads(run_cli("status", out, "--json").stdout)
+    assert data["indexed"] == 18 and data["folder"] == str(root.resolve())
+    assert json.loads(run_cli("status", root, "--json").stdout)["indexed"] == 18
+    run_cli("report", out, "-q")
+    dry = json.loads(run_cli("sort", root, "--out", out, *FAST, "--dry-run", "--json").stdout)
+    assert dry["pictures"] == 18 and dry["created"] == 0 and dry["kept"] == 18
+    assert changed(before, fingerprint(base, skip=(root.name, out.name))) == []
+    assert sorted(p.name for p in base.iterdir()) == sorted([root.name, out.name])
+
+
+# 3 --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("stored", ["..", ".", "/x", "../../victim", ".illusort", "report.html", "a/b", ""])
+def test_a_hostile_decision_stored_in_the_index_is_ignored_with_a_warning(tmp_path, stored):
+    """Issue 25 case 3: a decision naming `..` made a move sort write an entry leading outside
+    OUT into the manifest and move 3 pictures there; every later command then refused the
+    manifest, stranding them. Now a stored name passes the check a typed one does: ignored,
+    with a warning; the sort, undo and corrections work, and nothing outside IN/OUT changes."""
+    base = tmp_path / "share"
+    root, out = base / "pics", base / "out"
+    make_collection(root, characters=3, per_character=6, nested=False)
+    make_victim(base)
+    run_cli("embed", root, *FAST[:-2])
+    with sqlite3.connect(root / ".illusort" / "index.db") as db:
+        db.executemany("INSERT OR REPLACE INTO decisions(path, face, character) VALUES (?,?,?)",
+                       [(os.fsencode(f"c0_{k}.png" if k % 2 else f"c0_{k}.jpg"), 0, stored) for k in range(3)])
+    before = fingerprint(base, skip=("pics", "out"))
+    originals = sorted(p.name for p in root.iterdir() if p.is_file())
+    with pytest.warns(UserWarning, match="ignored decisions naming"):
+        run_cli("sort", root, "--out", out, "--mode", "move", *FAST)
+    assert changed(before, fingerprint(base, skip=("pics", "out"))) == []
+    entries = read_manifest(out)["entries"]
+    assert len(entries) == 18 and all(not e.dest.startswith((".", "/")) and ".." not in e.dest for e in entries)
+    folder = entries[0].dest.split("/")[0]
+    if folder not in ("unsorted",):
+        run_cli("name", out, folder, "Rem")
+    run_cli("undo", out)
+    assert sorted(p.name for p in root.iterdir() if p.is_file()) == originals
+    assert changed(before, fingerprint(base, skip=("pics", "out"))) == []
+
+
+def test_a_manifest_entry_at_an_own_name_is_refused():
+    """Names read back from a manifest pass the same check: `.illusort-sort.lock` or a leading
+    '.' (illusort's own files), report.html."""
+    from illusort.safepath import Unsafe, check_manifest_dest
+
+    for dest in (".illusort-sort.lock", "x/.hidden.png", ".thumbs/x.png", "report.html", "a/report.html",
+                 "..", "a/../b.png", "/x.png", "a/b/c.png", ""):
+        with pytest.raises(Unsafe):
+            check_manifest_dest(dest)
+    assert check_manifest_dest("Rem/x.png") == "Rem/x.png"
