@@ -140,7 +140,7 @@ def operate(root, out, mode, rng):
             assert shown(line) == line, line  # printable: the screen shows what the shell runs
 
 
-@pytest.mark.filterwarnings("ignore:.*ignored decisions naming")  # the planted ones, said once per sort
+@pytest.mark.filterwarnings("ignore:(?s).*ignored decisions naming")  # the planted ones, said once per sort
 def test_random_manifests_and_links_never_reach_outside(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: None)  # durability is not under test here: 3x faster
     rng = random.Random(20261126)
