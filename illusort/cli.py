@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from . import __version__, registry
-from .terminal import command
+from .terminal import command, shown
 
 
 def fail_cleanly(func):
@@ -70,15 +70,11 @@ def given(name: str) -> bool:
 
 def one_line(error: Exception) -> str:
     """An error as one printable line (`terminal.shown`: names in it may hold escapes)."""
-    from .terminal import shown
-
     return shown(error)
 
 
 def echo(text="", err: bool = False) -> None:
     """Print one line: every name in it reaches the terminal escaped (`terminal.shown`)."""
-    from .terminal import shown
-
     click.echo(shown(text), err=err)
 
 
