@@ -18,6 +18,7 @@ from .manifest import (BUSY_WAIT, Entry, confirm_source, output_folder, output_l
                        require_manifest, save_manifest)
 from .naming import NOT_A_CHARACTER, UNSORTED, check_folder_name, folder_of, tagged_name
 from .safepath import bad_name, dest_path, is_regular
+from .terminal import command
 from .sort import SourceUnavailable, is_ours, make_entry, remove_empty_folders, settle_pending
 
 RESERVED = (UNSORTED, NOT_A_CHARACTER)
@@ -137,7 +138,7 @@ def undo_last(out: Path, index_path: Path | None = None, source: Path | None = N
     with corrections(out, index_path, source) as (root, index):
         last = index.last_journal(os.path.realpath(output_folder(out)))
         if last is None:
-            raise InputError(f"no correction of {out} to undo (illusort undo {out} removes the whole sort)")
+            raise InputError(f"no correction of {out} to undo ({command('illusort', 'undo', out)} removes the whole sort)")
         seq, what, undo = last
         index.decide_many({(p, f): character for p, f, character in undo["decisions"]})
         for p, f, character in undo["rejected"]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 from .errors import InputError
 from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
 from .status import find_sort, in_out, last_sort, model_key, open_index, relative, rows_of
+from .terminal import command
 
 KINDS = ("place", "move", "new", "merge", "split")
 # Where each kind is offered, as a margin to the sort's cut: an unsorted picture this much above
@@ -259,11 +259,9 @@ def next_free_number(folders) -> int:
 
 def command_for(out: Path, s: Suggestion) -> str:
     """The typed command that does what accepting `s` does."""
-    out_q = shlex.quote(str(out))
     if s.kind == "merge":
-        return f"illusort merge {out_q} {shlex.quote(s.folder)} {shlex.quote(s.other)}"
-    to = s.other if s.kind == "split" else s.folder
-    return f"illusort move {out_q} {' '.join(map(shlex.quote, s.files))} --to {shlex.quote(to)}"
+        return command("illusort", "merge", out, s.folder, s.other)
+    return command("illusort", "move", out, *s.files, "--to", s.other if s.kind == "split" else s.folder)
 
 
 # ---- answering them ----------------------------------------------------------------------------
