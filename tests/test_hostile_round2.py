@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from illusort import corrections
 from illusort.manifest import read_manifest
 
-from conftest import make_collection, run_cli
+from conftest import draw_character, make_collection, run_cli
 from hostile import changed, fingerprint, make_victim
 
 FAST = ("--model", "hsv-hist", "-q", "--workers", "0", "--seed", "0")
@@ -139,12 +140,14 @@ def test_a_picture_deeper_than_the_path_limit_is_skipped_by_name(tmp_path):
 PLANTED = "logo\x1b[4D; touch PWNED #.png"  # on screen, ESC[4D would move back over '.png'
 
 
-def sorted_with(tmp_path, *names) -> tuple[Path, Path]:
-    """A small folder (3 characters) plus dark pictures named `names` (unsorted), sorted."""
+def sorted_with(tmp_path, *names, like: int | None = None) -> tuple[Path, Path]:
+    """A small folder (3 characters) plus pictures named `names` (dark ones, or drawings of
+    character `like`), sorted."""
     root = tmp_path / "pics"
     make_collection(root, characters=3, per_character=8)
     for k, name in enumerate(names):
-        Image.new("RGB", (60, 60), (10 + k, 10, 10)).save(root / os.fsdecode(name), "PNG")
+        picture = Image.new("RGB", (60, 60), (10 + k, 10, 10)) if like is None else draw_character(like, 90 + k)
+        picture.save(root / os.fsdecode(name), "PNG")
     out = tmp_path / "out"
     run_cli("sort", root, "--out", out, *FAST)
     return root, out
@@ -161,9 +164,10 @@ def test_a_name_with_terminal_escapes_shows_as_escapes_and_its_command_runs_as_s
     rendered as a harmless `illusort move ... --to ...` line that ran the planted command when
     pasted. Now the escape shows as `\\x1b`, and the line on screen, pasted into a shell, moves
     that picture and runs nothing else."""
-    root, out = sorted_with(tmp_path, PLANTED)
-    if not (out / "unsorted" / PLANTED).is_symlink():
-        pytest.skip("hsv-hist placed the planted picture in a character")
+    root, out = sorted_with(tmp_path, PLANTED, like=0)  # a drawing of a character: a surely suggested fix
+    placed = next(e.dest for e in read_manifest(out)["entries"] if e.dest.endswith(PLANTED))
+    if not placed.startswith("unsorted/"):  # set it among the unsorted: its fix is "place it in that character"
+        corrections.move_images(out, [Path(placed)], "unsorted")
     screen = tmp_path / "screen.txt"
     session = f"illusort-{os.getpid()}"
     script = tmp_path / "show.sh"
