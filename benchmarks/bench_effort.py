@@ -128,9 +128,11 @@ def static_fixes(where: dict[str, set[str]], truth: dict[str, str]) -> dict:
         folders = where.get(name, {"unsorted"})
         right = [f for f in folders if owner.get(f) == truth[name]]
         moves += len(folders) - len(right) + (0 if right else 0)
-    largest = max(Counter(f for fs in where.values() for f in fs if f in owner).values(), default=0)
-    return {"merges": merges, "moves": moves, "fixes": merges + moves, "largest": largest,
-            "largest_characters": largest / max(1, np.median(list(Counter(truth.values()).values())))}
+    sizes = Counter(f for fs in where.values() for f in fs if f in owner)
+    largest = max(sizes, key=sizes.get, default=None)
+    inside = Counter(truth[n] for n, fs in where.items() if largest in fs)
+    return {"merges": merges, "moves": moves, "fixes": merges + moves, "largest": sizes.get(largest, 0),
+            "largest_characters": sum(n >= 2 for n in inside.values())}   # characters with 2+ pictures in it
 
 
 def ami(where: dict[str, set[str]], truth: dict[str, str]) -> float:
@@ -295,14 +297,14 @@ def _forget_decisions(index: Path) -> None:
 
 def table(results: list[dict], truth: dict[str, str]) -> str:
     lines = ["| code | static fixes / 100 | actions / 100 (suggested + by hand) | AMI after 0 · 1 · 2 · 5 · 10 "
-             "actions / 100 | largest folder (characters' worth) | sort time |",
+             "actions / 100 | largest folder: pictures (characters with 2+ there) | sort time |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
         s = r["static"]
         lines.append(f"| {r['label']} | {r['static_per_100']:.1f} ({s['merges']} merges, {s['moves']} moves) | "
                      f"**{r['actions_per_100']:.1f}** ({r['by_suggestion']} + {r['by_hand']}) | "
                      + " · ".join(f"{r['ami'][c]:.2f}" for c in CHECKPOINTS)
-                     + f" | {s['largest']} ({s['largest_characters']:.1f}) | {r['sort_seconds']:.0f} s |")
+                     + f" | {s['largest']} ({s['largest_characters']}) | {r['sort_seconds']:.0f} s |")
     return "\n".join(lines)
 
 
