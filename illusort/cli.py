@@ -119,7 +119,7 @@ recluster_option = click.option(
 def cluster_options(func):
     options = [
         click.option("--min-cluster-size", type=click.IntRange(2), default=None,
-                     help="Smallest group called a character (default 3 with average linkage, 10 with HDBSCAN; "
+                     help="Smallest group called a character (default 2 with average linkage, 10 with HDBSCAN; "
                           "capped at an eighth of small folders)."),
         click.option("--strictness", type=click.FloatRange(0, 1), default=0.5, show_default=True,
                      help="How readily look-alike characters share a folder: towards 1, look-alikes are split "
@@ -133,7 +133,7 @@ def cluster_options(func):
                      help="UMAP dimensions before HDBSCAN; 0 clusters the raw embeddings."),
         click.option("--seed", type=int, default=None, help="Make clustering reproducible (slower: single thread)."),
         click.option("--algorithm", type=click.Choice(["auto", "hdbscan", "agglomerative"]), default="auto", show_default=True,
-                     help="auto: average linkage from 100 to 10,000 pictures (forms characters from 3 pictures up), "
+                     help="auto: average linkage from 100 to 10,000 pictures (forms characters from 2 pictures up), "
                           "HDBSCAN outside; hdbscan (the paper); agglomerative (average linkage cut at "
                           "--similarity, up to 20,000 pictures)."),
         click.option("--similarity", type=click.FloatRange(-1, 1), default=None,

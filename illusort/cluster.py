@@ -66,7 +66,7 @@ AGGLOMERATIVE_MAX_ITEMS = 20_000  # it holds all n^2 / 2 distances in memory
 # (pictures unlike the training art, e.g. drawn test shapes, are all "similar" by the card's
 # threshold); above 10,000 average linkage's n^2 distances take too much memory.
 AUTO_AGGLOMERATIVE = (100, 10_000)
-MIN_CLUSTER_SIZE = {"agglomerative": 3, "hdbscan": 10}   # defaults: a character from 3 pictures up
+MIN_CLUSTER_SIZE = {"agglomerative": 2, "hdbscan": 10}   # defaults: a character from 2 pictures up (fitted cut)
 
 
 def resolve_algorithm(algorithm: str, n: int, similarity: float | None) -> str:
