@@ -343,7 +343,7 @@ def main() -> None:
 
 
 KINDS_NEW = ("place", "move", "new", "merge", "split")
-BASELINE_OPTIONS = {"fit_cut": False}   # today: the card's threshold as it is
+BASELINE_OPTIONS = {"fit_cut": False, "min_cluster_size": 3}   # today: the card's threshold, 3 pictures up
 
 
 if __name__ == "__main__":
