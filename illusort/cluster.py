@@ -100,7 +100,7 @@ class ClusterOptions:
     pca_dims: int = 64
     umap_epochs: int | None = None
     fit_cut: bool = True                  # average linkage: raise the cut while folders grow more distinct
-    VERSION = 4   # 4: average linkage fits its cut to the collection (fit_cut)
+    VERSION = 5   # 4: average linkage fits its cut to the collection (fit_cut); 5: from 2 pictures up
 
     def __post_init__(self):
         """A wrong value from a library caller is one clear line before any work, not a traceback later."""
