@@ -610,6 +610,21 @@ def report(out, quiet, index_path, source):
 
 
 @main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port on 127.0.0.1 (default: a free one).")
+@click.option("--no-browser", is_flag=True, help="Print the address only; do not open a browser.")
+@sorted_output_command
+def review(out, port, no_browser, index_path, source):
+    """Fix the sort in OUT with clicks: serves a page on 127.0.0.1 (the address printed carries a
+    token) with each character's contact sheet, the unsorted pictures' suggestions, and every
+    fix one click or key (name, merge, move, not a character, undo). Ctrl-C stops it."""
+    from .review import Review, serve
+    from .status import find_sort
+
+    find_sort(out, "review")
+    serve(Review(out, source, index_path), port, browser=not no_browser, echo=lambda text: click.echo(text))
+
+
+@main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @fail_cleanly

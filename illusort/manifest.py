@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -136,18 +137,35 @@ def output_folder(out: Path) -> Path:
 BUSY_WAIT = 10.0
 
 
+class OutputBusy(SortError):
+    """OUT's lock is held by another run (a sort in another terminal): nothing was changed."""
+
+
+_held = threading.local()  # the OUT folders this thread holds the lock of
+
+
 @contextmanager
 def output_lock(out: Path, wait: float = 0.0):
     """One writer at a time per output folder: a second one waits up to `wait` seconds, then
-    refuses ("busy") instead of interleaving. A sort holds it from reading OUT's corrections
-    to its last entry, so a correction is never made in between and then undone."""
+    refuses (`OutputBusy`) instead of interleaving. A sort holds it from reading OUT's
+    corrections to its last entry, so a correction is never made in between and then undone.
+    Re-entrant within a thread: the review app holds it over an action of several corrections."""
+    held = _held.__dict__.setdefault("folders", set())
+    key = os.path.realpath(out)
+    if key in held:
+        yield
+        return
     try:
         out.mkdir(parents=True, exist_ok=True)
         safepath.real_folder(out)
-        busy = SortError(f"{out} is busy: another illusort run is writing it; nothing in it was changed: "
-                         "run this again when that run has finished")
+        busy = OutputBusy(f"{out} is busy: another illusort run is writing it; nothing in it was changed: "
+                          "run this again when that run has finished")
         with exclusive_lock(out / LOCK, busy, wait):
-            yield
+            held.add(key)
+            try:
+                yield
+            finally:
+                held.discard(key)
     except PermissionError as error:
         raise SortError(f"cannot write in {error.filename or out}: {error.strerror}; "
                         "choose an output folder you may write to") from None

@@ -170,11 +170,12 @@ def face_boxes(manifest: dict, db: sqlite3.Connection | None, model: str | None)
 # ---- suggestions for unsorted pictures -------------------------------------------------------
 
 def suggestions(manifest: dict, db: sqlite3.Connection | None, model: str | None,
-                out: Path | None = None) -> dict[str, dict]:
+                out: Path | None = None, rows: dict | None = None) -> dict[str, dict]:
     """dest of each unsorted picture -> {'folder', 'similarity', 'command'}: the character
     folder holding its most similar picture (cosine similarity of the embeddings, best face
-    against any member face), and the one `illusort move` that accepts the suggestion."""
-    rows = rows_of(db, model, vectors=True)
+    against any member face), and the one `illusort move` that accepts the suggestion.
+    `rows`: `rows_of(db, model, vectors=True)` when the caller has them already."""
+    rows = rows_of(db, model, vectors=True) if rows is None else rows
     source = manifest["source"]
     members, names = [], []
     for e in manifest["entries"]:
@@ -203,6 +204,26 @@ def suggestions(manifest: dict, db: sqlite3.Connection | None, model: str | None
                          "command": command("illusort", "move", out or "OUT", e.dest, "--to", folder)}
         if threshold is not None:
             found[e.dest]["likely"] = bool(sims[best] >= threshold)
+    return found
+
+
+def confidence(manifest: dict, rows: dict) -> dict[str, float]:
+    """dest of each picture in a character folder -> cosine similarity of its best face to the
+    mean of its folder: the review page shows the least confident first, where mistakes are.
+    `rows`: `rows_of(db, model, vectors=True)`."""
+    source = manifest["source"]
+    members: dict[str, list] = {}
+    for e in manifest["entries"]:
+        folder = folder_of(e.dest)
+        vectors = [rows[relative(e, source), f][1] for f in e.faces if (relative(e, source), f) in rows]
+        if folder and folder not in (UNSORTED, NOT_A_CHARACTER) and vectors:
+            members.setdefault(folder, []).append((e.dest, np.stack(vectors)))
+    found = {}
+    for pictures in members.values():
+        mean = np.mean([v.mean(axis=0) for _, v in pictures], axis=0)
+        mean /= np.linalg.norm(mean) or 1.0
+        for dest, vectors in pictures:
+            found[dest] = round(float((vectors @ mean).max()), 3)
     return found
 
 

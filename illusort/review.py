@@ -1,0 +1,341 @@
+"""`illusort review OUT`: the sort as a local web app where every fix is one click or key.
+
+One path for every change: each action calls the library functions the command line calls
+(`corrections.name_character`, `merge_characters`, `move_images`, ...): journaled in the
+index, applied to OUT at once, kept by later sorts. The app never writes a file itself (the
+thumbnail cache is `report.View`'s). An action holds OUT's lock from its first write to its
+last, so while a sort runs in another terminal it answers "busy" and changes nothing.
+
+Safety (SECURITY.md): served on 127.0.0.1 only. Every request must carry the random token of
+the printed URL (kept in a SameSite=Strict cookie after the first visit) and name this server
+in its Host header (a DNS-rebinding page cannot); a change (POST) must come from this page
+itself: same Origin, Sec-Fetch-Site same-origin, the token in a header, a JSON body. Only the
+pictures of OUT's manifest and their thumbnails are served, read through `report.View`, whose
+`safepath` checks keep every read inside IN and OUT whatever a manifest or link says.
+"""
+from __future__ import annotations
+
+import hmac
+import mimetypes
+import os
+import secrets
+import socket
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import quote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from . import corrections, report, safepath
+from .errors import IllusortError, InputError
+from .manifest import MANIFEST, OutputBusy, output_folder, output_lock
+from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
+
+STATIC = Path(__file__).parent / "static"
+HEADERS = {  # every answer: no framing, no sniffing, scripts and pictures only from here
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; script-src 'self'; style-src 'unsafe-inline'; "
+                               "connect-src 'self'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+}
+KEYS = [("j / k, → / ←", "next / previous picture"), ("x or space", "select the picture"),
+        ("a", "accept the suggestion"), ("r", "reject it: not this character"),
+        ("t", "send the selected pictures to a character (or a new one)"), ("d", "not a character"),
+        ("e", "rename this character"), ("m", "merge this character into another"),
+        ("y / n", "same character? merge / keep apart"), ("u", "undo the last action"), ("o", "open the whole picture")]
+
+
+class Review:
+    """One sort under review: its view (read again when OUT's manifest changes), the token,
+    and the actions. Actions run one at a time."""
+
+    def __init__(self, out: Path, source: Path | None = None, index_path: Path | None = None,
+                 token: str | None = None, port: int = 0):
+        self.out, self.source, self.index_path = output_folder(out), source, index_path
+        self.token = token or secrets.token_urlsafe(24)
+        self.port = port
+        self.history: list[dict[str, str]] = []  # per action: {new dest: folder before}, for undo
+        self._acting, self._viewing = threading.Lock(), threading.Lock()
+        self._view, self._stamp = None, None
+
+    # ---- what the pages show -------------------------------------------------------------
+    def view(self) -> report.View:
+        """The sort as it is now: collected again when OUT's manifest changed (an action, or a
+        sort in another terminal)."""
+        with self._viewing:
+            try:
+                st = os.lstat(self.out / MANIFEST)
+                stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            except FileNotFoundError:
+                stamp = None
+            if self._view is None or stamp != self._stamp:
+                self._view, self._stamp = report.collect(self.out, self.source, self.index_path), stamp
+            return self._view
+
+    def picture(self, dest: str) -> report.Picture | None:
+        return self.view().pictures.get(dest)
+
+    def suggestions(self) -> dict[str, dict]:
+        """dest of each unsorted picture -> its suggestion {'folder', 'similarity', ...}."""
+        return {p.dest: p.hint for p in self.view().folders.get(UNSORTED, []) if p.hint}
+
+    def pairs(self) -> list[dict]:
+        """'Same character?' suggestions: [{'number', 'folder', 'other', 'confidence'}]."""
+        return []
+
+    # ---- actions: each one library call, under OUT's lock ----------------------------------
+    def act(self, name: str, body: dict) -> dict:
+        """Run action `name`; returns {'message': what it did, in words, 'go': the page to show
+        next when the current one is gone (a renamed or merged character)}. Busy (`OutputBusy`) when another
+        run holds OUT: nothing is changed then."""
+        action = ACTIONS.get(name)
+        if action is None:
+            raise InputError(f"no action {name!r}")
+        with self._acting, output_lock(self.out):
+            done = action(self, body)
+        return done if isinstance(done, dict) else {"message": done}
+
+    def _moves(self, targets: dict[str, str]) -> str:
+        """Move pictures {dest: folder} (grouped by folder: one `move_images` each), and
+        remember where they were for undo."""
+        pictures = {dest: self.picture(dest) for dest in targets}
+        missing = [dest for dest, p in pictures.items() if p is None]
+        if missing:
+            raise InputError(f"{missing[0]} is no longer in {self.out} (reload the page)")
+        before = {p.entry.src: p.folder for p in pictures.values()}
+        moved = []
+        for folder in dict.fromkeys(targets.values()):
+            files = [Path(dest) for dest, f in targets.items() if f == folder]
+            moved += corrections.move_images(self.out, files, folder, self.index_path, self.source)
+        self.history.append({e.dest: before[e.src] for e in moved})
+        folders = sorted(set(targets.values()))
+        return f"{len(moved)} picture{'s' * (len(moved) != 1)} moved to {', '.join(folders)}"
+
+
+def files_of(body: dict) -> list[str]:
+    files = body.get("files")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        raise InputError("select one picture or more first")
+    return files
+
+
+def text_of(body: dict, key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"give a {key}")
+    return value.strip()
+
+
+def accept(review: Review, body: dict) -> str:
+    """Take the suggested character of each picture given."""
+    hints = review.suggestions()
+    targets = {dest: hints[dest]["folder"] for dest in files_of(body) if dest in hints}
+    if not targets:
+        raise InputError("none of these pictures has a suggestion")
+    return review._moves(targets)
+
+
+def move(review: Review, body: dict) -> str:
+    """Send pictures to a character, new or not; 'not-a-character' sets them aside."""
+    to = text_of(body, "to")
+    if to != NOT_A_CHARACTER:
+        corrections.check_character_name(to, "character")
+    return review._moves({dest: to for dest in files_of(body)})
+
+
+def name(review: Review, body: dict) -> str:
+    """Rename a character folder (merged into NAME if that one exists)."""
+    folder = corrections.check_character_folder(text_of(body, "folder"))
+    new = corrections.check_character_name(text_of(body, "name"))
+    before = {p.entry.src: folder for p in review.view().folders.get(folder, [])}
+    moved = corrections.name_character(review.out, folder, new, review.index_path, review.source)
+    review.history.append({e.dest: before[e.src] for e in moved if e.src in before})
+    return {"message": f"{folder} is now {new}", "go": f"/folder/{quote(new)}"}
+
+
+def merge(review: Review, body: dict) -> str:
+    """Merge character folders `others` into `into`."""
+    into = corrections.check_character_folder(text_of(body, "into"))
+    others = [corrections.check_character_folder(o) for o in body.get("others") or [] if isinstance(o, str)]
+    if not others or into in others:
+        raise InputError("merge two different characters")
+    view = review.view()
+    before = {p.entry.src: o for o in others for p in view.folders.get(o, [])}
+    moved = corrections.merge_characters(review.out, into, others, review.index_path, review.source)
+    review.history.append({e.dest: before[e.src] for e in moved if e.src in before})
+    return {"message": f"{', '.join(others)} merged into {into}", "go": f"/folder/{quote(into)}"}
+
+
+def undo(review: Review, body: dict) -> str:
+    """Take back the last action of this page (then the one before it)."""
+    if not review.history:
+        raise InputError("nothing to undo on this page")
+    back = review.history.pop()
+    moved = 0
+    for folder in dict.fromkeys(back.values()):
+        files = [Path(dest) for dest, f in back.items() if f == folder]
+        moved += len(corrections.move_images(review.out, files, folder, review.index_path, review.source))
+    return f"undone: {moved} picture{'s' * (moved != 1)} back where they were"
+
+
+ACTIONS = {"accept": accept, "move": move, "name": name, "merge": merge, "undo": undo}
+
+
+# ---- the web app ---------------------------------------------------------------------------
+
+def refusal(review: Review, request: Request) -> str | None:
+    """Why a request is refused (None: it is this page's own)."""
+    hosts = {f"127.0.0.1:{review.port}", f"localhost:{review.port}"}
+    if request.headers.get("host") not in hosts:
+        return "wrong Host header: open the address illusort review printed"
+    given = request.cookies.get(cookie_name(review)) or request.query_params.get("token") or ""
+    if not hmac.compare_digest(given.encode(), review.token.encode()):
+        return "no valid token: open the address illusort review printed (it carries the token)"
+    if request.method not in ("GET", "HEAD"):
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in {f"http://{h}" for h in hosts}:
+            return "cross-origin request refused"
+        if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+            return "cross-site request refused"
+        if not hmac.compare_digest(request.headers.get("x-illusort-token", "").encode(), review.token.encode()):
+            return "a change needs the page's token header"
+        if request.headers.get("content-type", "").split(";")[0] != "application/json":
+            return "a change is a JSON request"
+    return None
+
+
+def cookie_name(review: Review) -> str:
+    return f"illusort-{review.port}"
+
+
+def create_app(review: Review) -> Starlette:
+    """The app: pages, pictures, thumbnails and actions, behind `refusal`."""
+
+    def page(request: Request) -> Response:
+        view = review.view()
+        folder = request.path_params.get("folder")
+        if folder is None:  # the queue first: unsorted pictures and their suggestions
+            first = UNSORTED if view.folders.get(UNSORTED) else (view.order or [UNSORTED])[0]
+            return RedirectResponse(f"/folder/{quote(first)}", status_code=303)
+        if folder not in view.folders and folder != "same":
+            return PlainTextResponse(f"{folder} is not a folder of this sort", status_code=404)
+        return render_page(review, view, folder)
+
+    def picture(request: Request) -> Response:
+        p = review.picture(request.path_params["dest"])
+        readable = review.view().readable(p) if p else None
+        if readable is None:
+            return PlainTextResponse("not a picture of this sort", status_code=404)
+        kind = mimetypes.guess_type(readable)[0] or ""
+        return FileResponse(readable, media_type=kind if kind.startswith("image/") else "application/octet-stream")
+
+    def thumb(request: Request) -> Response:
+        p = review.picture(request.path_params["dest"])
+        try:
+            name = review.view().thumbnail(p) if p else None
+            data = safepath.read_own(review.out / report.THUMBS / name) if name else None
+        except (OSError, IllusortError):
+            data = None
+        if data is None:
+            return PlainTextResponse("no thumbnail", status_code=404)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    def script(request: Request) -> Response:
+        return FileResponse(STATIC / "review.js", media_type="text/javascript")
+
+    async def action(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "a change is a JSON object"}, status_code=400)
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            done = await run_in_threadpool(review.act, request.path_params["name"], body)
+        except OutputBusy:
+            return JSONResponse({"error": "busy: another illusort run (a sort?) is writing this folder; "
+                                          "nothing was changed, try again when it ends"}, status_code=409)
+        except IllusortError as error:
+            return JSONResponse({"error": " ".join(str(error).split())}, status_code=400)
+        return JSONResponse(done)
+
+    async def guard(request: Request, call_next) -> Response:
+        problem = refusal(review, request)
+        if problem:
+            response = PlainTextResponse(problem, status_code=403)
+        elif "token" in request.query_params and request.method == "GET":  # first visit: token to a cookie
+            response = RedirectResponse(request.url.path, status_code=303)
+            response.set_cookie(cookie_name(review), review.token, httponly=True, samesite="strict")
+        else:
+            response = await call_next(request)
+        response.headers.update(HEADERS)
+        return response
+
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    return Starlette(routes=[Route("/", page), Route("/folder/{folder}", page),
+                             Route("/picture/{dest:path}", picture), Route("/thumb/{dest:path}", thumb),
+                             Route("/static/review.js", script), Route("/action/{name}", action, methods=["POST"])],
+                     middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)])
+
+
+def render_page(review: Review, view: report.View, folder: str) -> Response:
+    """One folder's contact sheet (characters least confident first, unsorted best suggestion
+    first), or the 'same character?' pairs."""
+    pictures = view.folders.get(folder, [])
+    ordered = (sorted(pictures, key=lambda p: (-(p.hint or {}).get("similarity", -2), p.dest)) if folder == UNSORTED
+               else report.by_confidence(pictures))
+    html = report.render("review.html", view=view, folder=folder, pictures=ordered, token=review.token,
+                         pairs=review.pairs() if folder == "same" else [], keys=KEYS, out=review.out,
+                         characters=view.characters, special=report.SPECIAL,
+                         thumb=lambda p: f"/thumb/{quote(p.dest)}", href=lambda p: f"/picture/{quote(p.dest)}",
+                         folder_url=lambda f: f"/folder/{quote(f)}", folder_of=folder_of)
+    return Response(html, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+
+# ---- serving -------------------------------------------------------------------------------
+
+def listen(port: int | None) -> socket.socket:
+    """A listening socket on 127.0.0.1 (a free port when none is given)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", port or 0))
+    except OSError as error:
+        sock.close()
+        raise InputError(f"cannot serve on 127.0.0.1:{port}: {error.strerror or error}; "
+                         "give another --port, or none for a free one") from None
+    sock.listen(128)
+    return sock
+
+
+def serve(review: Review, port: int | None = None, browser: bool = True, echo=print) -> None:
+    """Serve the review until Ctrl-C: print the address (with its token), open the browser."""
+    import uvicorn
+
+    sock = listen(port)
+    review.port = sock.getsockname()[1]
+    review.view()  # a broken sort fails here, in one line, before the address is printed
+    url = f"http://127.0.0.1:{review.port}/?token={review.token}"
+    echo(f"reviewing {review.out} at {url}\n(Ctrl-C stops it)")
+    if browser and has_browser():
+        import webbrowser
+
+        threading.Timer(0.2, webbrowser.open, (url,)).start()
+    server = uvicorn.Server(uvicorn.Config(create_app(review), log_level="warning", lifespan="off"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    echo("review stopped")
+
+
+def has_browser() -> bool:
+    """A graphical browser can open: on Linux and BSD only in a desktop session (else Python
+    would start a text browser inside this terminal)."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
