@@ -330,6 +330,8 @@ def serve(review: Review, port: int | None = None, browser: bool = True, echo=pr
     server = uvicorn.Server(uvicorn.Config(create_app(review), log_level="warning", lifespan="off"))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly, then passes Ctrl-C on: the way to stop
+        pass
     finally:
         sock.close()
     echo("review stopped")
