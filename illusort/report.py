@@ -136,7 +136,7 @@ def collect(out: Path, source: Path | None = None, index_path: Path | None = Non
     try:
         model = status.model_key(db, out)
         rows = status.rows_of(db, model, vectors=True)
-        boxes = status.face_boxes(manifest, db, model)
+        boxes = status.face_boxes(manifest, db, model, rows=rows)
         hints = status.suggestions(manifest, db, model, out, rows=rows)
         scores = status.confidence(manifest, rows)
     finally:

@@ -37,9 +37,10 @@ class Unsafe(IllusortError, ValueError):
     """A path that would lead outside IN or OUT, or a link where illusort's own file should be."""
 
 
-def is_inside(path, root) -> bool:
-    """True when the real path of `path` is `root` or below it (`root` must be a real path)."""
-    real, root = os.path.realpath(path), str(root).rstrip("/") or "/"
+def is_inside(path, root, folders: dict | None = None) -> bool:
+    """True when the real path of `path` is `root` or below it (`root` must be a real path).
+    `folders`: a cache of folders' real paths for one check of many entries (`real_path`)."""
+    real, root = real_path(path, folders), str(root).rstrip("/") or "/"
     return real == root or real.startswith(root + "/")
 
 
@@ -50,6 +51,18 @@ def bad_name(name) -> bool:
     longer than MAX_NAME_BYTES."""
     return (not isinstance(name, str) or not name.strip() or "/" in name or "\0" in name or name.startswith(".")
             or name in OWN_NAMES or len(os.fsencode(name)) > MAX_NAME_BYTES)
+
+
+def real_path(path, folders: dict | None = None) -> str:
+    """`os.path.realpath(path)`. With `folders` (a dict kept for one check of many entries), each
+    parent folder is resolved once; the last name is still resolved when it is a link."""
+    if folders is None:
+        return os.path.realpath(path)
+    parent, name = os.path.split(os.fspath(path))
+    if parent not in folders:
+        folders[parent] = os.path.realpath(parent)
+    joined = os.path.join(folders[parent], name)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def check_manifest_dest(dest: str) -> str:
@@ -65,17 +78,25 @@ def dest_path(out: Path, dest: str) -> Path:
     """OUT/dest, refused when its folder is a symbolic link (`OUT/evil -> /elsewhere` would
     make `evil/x.jpg` a file outside OUT) or not a folder. `out` must be a real path. The
     file itself may be a link: illusort only creates, unlinks or inspects (lstat) it."""
+    check_dest(out, dest)
+    return Path(out) / dest
+
+
+def check_dest(out: Path, dest: str, folders: dict | None = None) -> None:
+    """`dest_path`'s check alone (no Path is made). `folders`: the folders found real, kept
+    for one check of many entries (10,000 entries lie in a few hundred folders)."""
     check_manifest_dest(dest)
-    path = Path(out) / dest
-    if "/" in dest:
-        folder = path.parent
+    name = dest.split("/", 1)[0]
+    if "/" in dest and (folders is None or name not in folders):
+        folder = os.path.join(out, name)
         try:
             st = os.lstat(folder)
         except FileNotFoundError:
-            return path  # made by `make_folder` when used
+            return  # made by `make_folder` when used
         if not stat.S_ISDIR(st.st_mode):
             raise Unsafe(f"{folder} is a symbolic link or not a folder; refusing to use manifest entry {dest!r}")
-    return path
+        if folders is not None:
+            folders[name] = True
 
 
 def make_folder(folder: Path) -> None:
@@ -91,15 +112,16 @@ def check_manifest_source(src: str, source: str) -> str:
     return src
 
 
-def source_path(src: str, source: str, move: bool) -> str:
+def source_path(src: str, source: str, move: bool, folders: dict | None = None) -> str:
     """A manifest `src`, checked on real paths. `source` is the real path of IN.
 
     Links and copies only read the source: its real path must be inside IN. A move writes
     there (undo links the file back, creating folders) and deletes there (settling a move):
-    no folder between IN and the file may be a symbolic link, even one pointing inside IN."""
+    no folder between IN and the file may be a symbolic link, even one pointing inside IN.
+    `folders`: a cache of folders' real paths, for one check of many entries."""
     check_manifest_source(src, source)
     if not move:
-        if not is_inside(src, source):
+        if not is_inside(src, source, folders):
             raise Unsafe(f"{src} leads outside {source} through a symbolic link; refusing to use it")
         return src
     folder = os.path.dirname(src)

@@ -27,7 +27,7 @@ from .manifest import (BUSY_WAIT, LOCK, MANIFEST, MODES, Entry, confirm_source, 
 from .naming import folder_of
 from .progress import progress_bar
 from .report import REVIEW_FILES, TEMPORARIES
-from .safepath import PARTIAL, Unsafe, dest_path, is_regular, same_file, source_path
+from .safepath import PARTIAL, Unsafe, check_dest, dest_path, is_regular, same_file, source_path
 
 # What a run killed before its first manifest was in place can leave in OUT, and the review
 # page: not the user's.
@@ -204,12 +204,14 @@ def partial_path(dest: Path) -> Path:
 
 def check_entries(entries: list[Entry], out: Path, mode: str, source: str) -> None:
     """Refuse a manifest any of whose entries leads outside OUT or IN on real paths, before
-    anything is changed (each is checked again where it is used)."""
+    anything is changed (each is checked again where it is used). Each folder is looked up
+    once per call."""
+    outs, ins = {}, {}
     for e in entries:
-        dest_path(out, e.dest)
+        check_dest(out, e.dest, outs)
         if e.moved_from is not None:
-            dest_path(out, e.moved_from)
-        source_path(e.src, source, mode == "move")
+            check_dest(out, e.moved_from, outs)
+        source_path(e.src, source, mode == "move", ins)
 
 
 def settle_pending(entries: list[Entry], out: Path, mode: str, source: str) -> list[Entry]:
