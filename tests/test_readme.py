@@ -2,7 +2,8 @@
 temporary HOME, so the README cannot drift from the CLI.
 
 `illusort` commands run in-process (one torch import for all of them); the install and test
-lines (`python3 -m venv`, `pip`, `pytest`, `ruff`) are skipped; `train` lines and the `evaluate`
+lines (`python3 -m venv`, `pip`, `pytest`, `ruff`) are skipped; `train` and `review` lines (a server
+that runs until Ctrl-C, driven by tests/test_review.py) and the `evaluate`
 lines that need a trained model or ImageNet weights are parsed by the CLI (every option and
 value checked) but not run: a training run takes minutes. The Python block runs too. The names the README uses exist
 after its `sort` (the fixture draws `ram-1.png`, `logo.png`, `rem1.png`, ...); where the
@@ -24,7 +25,7 @@ from conftest import draw_character, make_collection
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SKIPPED = {"python3", ".", "pip", "pytest", "ruff"}  # installing, testing and linting illusort itself
-PARSED_ONLY = {"train"}
+PARSED_ONLY = {"train", "review"}  # review serves until Ctrl-C: tests/test_review.py runs it
 RUN_EVALUATE = {"--json"}  # the evaluate line that runs for real: the shipped model on ~/labelled
 
 
