@@ -147,6 +147,21 @@ def test_each_action_is_the_library_call_applied_at_once_and_kept_by_the_next_so
     assert page.count("<figure") == 8 and "least confident first" in page
 
 
+def test_a_character_page_shows_the_least_confident_first_and_escapes_every_name(sorted_out):
+    root, out = sorted_out
+    stranger = sorted(p.name for p in (out / "character-002").iterdir())[0]
+    run_cli("move", out, f"character-002/{stranger}", "--to", "character-001")
+    run_cli("name", out, "character-001", "<img src=x onerror=alert(1)>")
+    review, http = client(out)
+    http.get(f"/?token={review.token}")
+    page = http.get("/folder/%3Cimg%20src=x%20onerror=alert(1)%3E").text
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    order = re.findall(r'<figure[^>]* data-dest="[^"/]*/([^"]+)"', page)
+    assert len(order) == 11 and order[0] == stranger  # the picture of another character comes first
+    fits = [float(f) for f in re.findall(r"fits (-?[0-9.]+)", page)]
+    assert fits == sorted(fits) and fits[0] < fits[-1]
+
+
 def hold_lock(out: Path, seconds: float) -> subprocess.Popen:
     """Another process (a sort in another terminal) that takes OUT's lock and holds it."""
     code = ("import sys, time; from pathlib import Path; from illusort.manifest import output_lock\n"
