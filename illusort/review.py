@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from . import corrections, report, safepath
 from .errors import IllusortError, InputError
+from .index import default_index_path
 from .manifest import MANIFEST, OutputBusy, output_folder, output_lock
 from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
 
@@ -63,17 +64,27 @@ class Review:
 
     # ---- what the pages show -------------------------------------------------------------
     def view(self) -> report.View:
-        """The sort as it is now: collected again when OUT's manifest changed (an action, or a
-        sort in another terminal)."""
+        """The sort as it is now: collected again when OUT's manifest or the index changed (an
+        action here, or a sort or correction in another terminal)."""
         with self._viewing:
-            try:
-                st = os.lstat(self.out / MANIFEST)
-                stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-            except FileNotFoundError:
-                stamp = None
+            stamp = self.stamp()
             if self._view is None or stamp != self._stamp:
-                self._view, self._stamp = report.collect(self.out, self.source, self.index_path), stamp
+                self._view = report.collect(self.out, self.source, self.index_path)
+                self._stamp = self.stamp()
             return self._view
+
+    def stamp(self) -> tuple:
+        """What changes when the sort does: OUT's manifest and the index files (size, time)."""
+        index = self.index_path or (default_index_path(Path(self._view.root)) if self._view else None)
+        files = [self.out / MANIFEST] + ([Path(f"{index}{suffix}") for suffix in ("", "-wal")] if index else [])
+        found = []
+        for path in files:
+            try:
+                st = os.lstat(path)
+                found.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                found.append(None)
+        return tuple(found)
 
     def picture(self, dest: str) -> report.Picture | None:
         return self.view().pictures.get(dest)
