@@ -74,7 +74,7 @@ def assign_folders(keys: list[tuple[str, int]], labels: np.ndarray, decided: dic
             against = sum(name in rejected.get(keys[i], ()) for i in rows)
             if count >= ADOPT_SHARE * len(rows) and count > against:
                 adopted[label] = name
-    taken = set(adopted.values()) | {c for c in chosen if c}
+    taken = set(adopted.values())  # a name decided for a few pictures stays its cluster's too
     numbered = [label if label >= 0 and label not in adopted else -1 for label in labels]
     names = folder_names([k[0] for k in keys], np.asarray(numbered),
                          {n: m for n, m in previous.items() if n not in taken})

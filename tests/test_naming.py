@@ -40,6 +40,17 @@ def test_user_decisions_win_and_a_mostly_named_cluster_takes_the_name():
     assert assign_folders(keys, labels, {("a", 0): "Rem"}, {}, {})[4:] == ["character-001"] * 4
 
 
+def test_a_picture_put_into_a_numbered_folder_leaves_that_folder_its_name():
+    """Accepting a suggestion moves one unsorted picture into character-003: the next sort
+    keeps the folder's ten pictures in character-003 too (they were renumbered, the folder
+    left holding that one picture)."""
+    keys = [(p, 0) for p in "abcdefghijk"]
+    labels = np.array([0] * 10 + [-1])
+    previous = {"character-003": set("abcdefghijk"), "character-004": {"x"}}
+    folders = assign_folders(keys, labels, {("k", 0): "character-003"}, {}, previous)
+    assert folders == ["character-003"] * 11
+
+
 def test_plan_gives_each_face_folder_one_entry_and_tags_clashing_names(tmp_path):
     paths = ["x/a.png", "y/a.png", "b.png", "b.png"]
     entries = plan_entries(tmp_path, paths, ["Rem", "Rem", "Rem", UNSORTED], [0, 0, 0, 1])
