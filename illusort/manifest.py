@@ -155,15 +155,16 @@ class OutputBusy(SortError):
     """OUT's lock is held by another run (a sort in another terminal): nothing was changed."""
 
 
-_held = threading.local()  # the OUT folders this thread holds the lock of
+_held = threading.local()  # the OUT folders this thread holds (`output_lock(hold=True)`)
 
 
 @contextmanager
-def output_lock(out: Path, wait: float = 0.0):
+def output_lock(out: Path, wait: float = 0.0, hold: bool = False):
     """One writer at a time per output folder: a second one waits up to `wait` seconds, then
     refuses (`OutputBusy`) instead of interleaving. A sort holds it from reading OUT's
     corrections to its last entry, so a correction is never made in between and then undone.
-    Re-entrant within a thread: the review app holds it over an action of several corrections."""
+    `hold`: the corrections made inside it, in this thread, pass through (the review app holds
+    OUT over an action of several corrections, so a sort cannot start halfway)."""
     held = _held.__dict__.setdefault("folders", set())
     key = os.path.realpath(out)
     if key in held:
@@ -175,11 +176,13 @@ def output_lock(out: Path, wait: float = 0.0):
         busy = OutputBusy(f"{out} is busy: another illusort run is writing it; nothing in it was changed: "
                           "run this again when that run has finished")
         with exclusive_lock(out / LOCK, busy, wait):
-            held.add(key)
+            if hold:
+                held.add(key)
             try:
                 yield
             finally:
-                held.discard(key)
+                if hold:
+                    held.discard(key)
     except PermissionError as error:
         raise SortError(f"cannot write in {error.filename or out}: {error.strerror}; "
                         "choose an output folder you may write to") from None

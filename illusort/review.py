@@ -105,7 +105,7 @@ class Review:
         action = ACTIONS.get(name)
         if action is None:
             raise InputError(f"no action {name!r}")
-        with self._acting, output_lock(self.out):
+        with self._acting, output_lock(self.out, hold=True):
             done = action(self, body)
         return done if isinstance(done, dict) else {"message": done}
 

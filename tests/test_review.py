@@ -292,13 +292,13 @@ def test_fixing_a_sort_in_the_browser(sorted_out, browser):
     undo that, with clicks and keys; then OUT, the index and a re-run of sort agree."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     root, out = sorted_out
     server, url, _ = start(out)
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException))
 
     def done(text: str):
         try:
@@ -317,8 +317,8 @@ def test_fixing_a_sort_in_the_browser(sorted_out, browser):
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "figure[data-dest]"))
         assert "/folder/unsorted" in browser.current_url and "token=" not in browser.current_url
         assert "undo the last action" in browser.find_element(By.CLASS_NAME, "keys").text
-        shown = browser.execute_script("return [...document.images].filter(i => i.complete && i.naturalWidth > 0).length")
-        assert shown == 3
+        loaded = "return [...document.images].filter(i => i.complete && i.naturalWidth > 0).length"
+        wait.until(lambda d: d.execute_script(loaded) == 3)  # every thumbnail decoded
         hint = figure("unsorted/odd0.png").find_element(By.CLASS_NAME, "target").text
         figure("unsorted/odd0.png").find_element(By.CLASS_NAME, "accept").click()   # accept: one click
         done(f"1 picture moved to {hint}")
