@@ -26,6 +26,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -34,7 +37,7 @@ from . import corrections, report, safepath
 from .errors import IllusortError, InputError
 from .index import default_index_path
 from .manifest import MANIFEST, OutputBusy, output_folder, output_lock
-from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
+from .naming import NOT_A_CHARACTER, UNSORTED
 
 STATIC = Path(__file__).parent / "static"
 HEADERS = {  # every answer: no framing, no sniffing, scripts and pictures only from here
@@ -264,8 +267,6 @@ def create_app(review: Review) -> Starlette:
             body = None
         if not isinstance(body, dict):
             return JSONResponse({"error": "a change is a JSON object"}, status_code=400)
-        from starlette.concurrency import run_in_threadpool
-
         try:
             done = await run_in_threadpool(review.act, request.path_params["name"], body)
         except OutputBusy:
@@ -287,13 +288,14 @@ def create_app(review: Review) -> Starlette:
         response.headers.update(HEADERS)
         return response
 
-    from starlette.middleware import Middleware
-    from starlette.middleware.base import BaseHTTPMiddleware
+    def failed(request: Request, error: Exception) -> Response:  # e.g. the sort was undone meanwhile
+        return PlainTextResponse(" ".join(str(error).split()), status_code=409, headers=HEADERS)
 
     return Starlette(routes=[Route("/", page), Route("/folder/{folder}", page),
                              Route("/picture/{dest:path}", picture), Route("/thumb/{dest:path}", thumb),
                              Route("/static/review.js", script), Route("/action/{name}", action, methods=["POST"])],
-                     middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)])
+                     middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)],
+                     exception_handlers={IllusortError: failed})
 
 
 def render_page(review: Review, view: report.View, folder: str) -> Response:
@@ -306,7 +308,7 @@ def render_page(review: Review, view: report.View, folder: str) -> Response:
                          pairs=review.pairs() if folder == "same" else [], keys=KEYS, out=review.out,
                          characters=view.characters, special=report.SPECIAL,
                          thumb=lambda p: f"/thumb/{quote(p.dest)}", href=lambda p: f"/picture/{quote(p.dest)}",
-                         folder_url=lambda f: f"/folder/{quote(f)}", folder_of=folder_of)
+                         folder_url=lambda f: f"/folder/{quote(f)}")
     return Response(html, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 

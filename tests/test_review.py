@@ -145,6 +145,9 @@ def test_each_action_is_the_library_call_applied_at_once_and_kept_by_the_next_so
     assert layout(out) == expected
     page = http.get("/folder/Rem").text
     assert page.count("<figure") == 8 and "least confident first" in page
+    run_cli("undo", out)  # in another terminal: the page says so in one line
+    gone = http.get("/folder/Rem")
+    assert gone.status_code == 409 and "holds no illusort sort" in gone.text
 
 
 def test_a_character_page_shows_the_least_confident_first_and_escapes_every_name(sorted_out):
