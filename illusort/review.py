@@ -15,6 +15,8 @@ pictures of OUT's manifest and their thumbnails are served, read through `report
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import mimetypes
 import os
@@ -33,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from . import corrections, report, safepath
+from . import corrections, report, safepath, suggest
 from .errors import IllusortError, InputError
 from .index import default_index_path
 from .manifest import MANIFEST, OutputBusy, output_folder, output_lock
@@ -61,18 +63,30 @@ class Review:
         self.out, self.source, self.index_path = output_folder(out), source, index_path
         self.token = token or secrets.token_urlsafe(24)
         self.port = port
-        self.history: list[dict[str, str]] = []  # per action: {new dest: folder before}, for undo
         self._acting, self._viewing = threading.Lock(), threading.Lock()
-        self._view, self._stamp = None, None
+        self._view, self._stamp, self._state, self._queue = None, None, None, []
 
     # ---- what the pages show -------------------------------------------------------------
     def view(self) -> report.View:
-        """The sort as it is now: collected again when OUT's manifest or the index changed (an
-        action here, or a sort or correction in another terminal)."""
+        """The sort as it is now, each picture's hint the suggestion about it (the queue of
+        `suggest`, else its nearest character when unsorted): read again when OUT's manifest or
+        the index changed (an action here, or a sort or correction in another terminal)."""
         with self._viewing:
             stamp = self.stamp()
             if self._view is None or stamp != self._stamp:
-                self._view = report.collect(self.out, self.source, self.index_path)
+                view = report.collect(self.out, self.source, self.index_path)
+                self._state = suggest.load_state(self.out, self.index_path)
+                self._queue = suggest.rank(self._state)
+                for p in view.folders.get(UNSORTED, []):  # the nearest character, as one more "place"
+                    if p.hint:
+                        p.hint = {**p.hint, "suggestion": suggest.Suggestion(
+                            0, "place", p.hint["similarity"] - self._state.threshold, p.hint["similarity"],
+                            p.hint["folder"], None, [p.dest])}
+                for s in self._queue:
+                    if s.kind in ("place", "move") and s.files[0] in view.pictures:
+                        view.pictures[s.files[0]].hint = {"folder": s.folder, "similarity": s.similarity,
+                                                          "kind": s.kind, "suggestion": s}
+                self._view = view
                 self._stamp = self.stamp()
             return self._view
 
@@ -89,22 +103,34 @@ class Review:
                 found.append(None)
         return tuple(found)
 
-    def picture(self, dest: str) -> report.Picture | None:
-        return self.view().pictures.get(dest)
+    def picture(self, dest: str) -> report.Picture:
+        found = self.view().pictures.get(dest)
+        if found is None:
+            raise InputError(f"{dest} is no longer in {self.out}; reload the page")
+        return found
 
-    def suggestions(self) -> dict[str, dict]:
-        """dest of each unsorted picture -> its suggestion {'folder', 'similarity', ...}."""
-        return {p.dest: p.hint for p in self.view().folders.get(UNSORTED, []) if p.hint}
+    def pairs(self) -> list:
+        """The suggestions about whole folders: 'same character?' (merge), a folder that looks
+        like two (split), unsorted pictures that look like a new character (new)."""
+        self.view()
+        return [s for s in self._queue if s.kind in ("merge", "split", "new")]
 
-    def pairs(self) -> list[dict]:
-        """'Same character?' suggestions: [{'number', 'folder', 'other', 'confidence'}]."""
-        return []
+    def pair(self, key: str):
+        """The folder suggestion the page showed (by `pair_key`), as the queue has it now."""
+        found = [s for s in self.pairs() if pair_key(s) == key]
+        if not found:
+            raise InputError("that suggestion is no longer offered (the sort changed); reload the page")
+        return found[0]
+
+    def answer(self, yes=(), no=()) -> None:
+        """Answers to suggestions, as one correction (`suggest.answer`: one step of undo)."""
+        suggest.answer(self._state, yes=yes, no=no, index_path=self.index_path, source=self.source)
 
     # ---- actions: each one library call, under OUT's lock ----------------------------------
     def act(self, name: str, body: dict) -> dict:
         """Run action `name`; returns {'message': what it did, in words, 'go': the page to show
-        next when the current one is gone (a renamed or merged character)}. Busy (`OutputBusy`) when another
-        run holds OUT: nothing is changed then."""
+        next when the current one is gone (a renamed or merged character)}. Busy (`OutputBusy`)
+        when another run holds OUT: nothing is changed then."""
         action = ACTIONS.get(name)
         if action is None:
             raise InputError(f"no action {name!r}")
@@ -112,21 +138,34 @@ class Review:
             done = action(self, body)
         return done if isinstance(done, dict) else {"message": done}
 
-    def _moves(self, targets: dict[str, str]) -> str:
-        """Move pictures {dest: folder} (grouped by folder: one `move_images` each), and
-        remember where they were for undo."""
-        pictures = {dest: self.picture(dest) for dest in targets}
-        missing = [dest for dest, p in pictures.items() if p is None]
-        if missing:
-            raise InputError(f"{missing[0]} is no longer in {self.out} (reload the page)")
-        before = {p.entry.src: p.folder for p in pictures.values()}
-        moved = []
-        for folder in dict.fromkeys(targets.values()):
-            files = [Path(dest) for dest, f in targets.items() if f == folder]
-            moved += corrections.move_images(self.out, files, folder, self.index_path, self.source)
-        self.history.append({e.dest: before[e.src] for e in moved})
-        folders = sorted(set(targets.values()))
-        return f"{len(moved)} picture{'s' * (len(moved) != 1)} moved to {', '.join(folders)}"
+
+def pair_key(s) -> str:
+    """A suggestion about folders, named the same way while the sort stays as it is."""
+    text = "\0".join([s.kind, s.folder, s.other or "", *s.files])
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def groups(view: report.View, s) -> list[list]:
+    """The pictures a folder suggestion is about, as the page shows them side by side."""
+    if s.kind == "merge":
+        return [view.folders.get(s.folder, []), view.folders.get(s.other, [])]
+    part = [view.pictures[d] for d in s.files if d in view.pictures]
+    if s.kind == "split":
+        return [[p for p in view.folders.get(s.folder, []) if p.dest not in s.files], part]
+    return [part]
+
+
+def said(s) -> str:
+    """What taking a folder suggestion did, in words."""
+    if s.kind == "merge":
+        return f"{s.other} merged into {s.folder}"
+    if s.kind == "split":
+        return f"{pictures(len(s.files))} of {s.folder} split off into {s.other}"
+    return f"{pictures(len(s.files))} from unsorted make a new character, {s.folder}"
+
+
+def pictures(n: int) -> str:
+    return f"{n} picture{'s' * (n != 1)}"
 
 
 def files_of(body: dict) -> list[str]:
@@ -143,13 +182,41 @@ def text_of(body: dict, key: str) -> str:
     return value.strip()
 
 
-def accept(review: Review, body: dict) -> str:
-    """Take the suggested character of each picture given."""
-    hints = review.suggestions()
-    targets = {dest: hints[dest]["folder"] for dest in files_of(body) if dest in hints}
-    if not targets:
+def accept(review: Review, body: dict) -> str | dict:
+    """Yes to the suggestion about each picture given (its place or move), or to a folder
+    suggestion (merge, split, new character): one `suggest.answer`."""
+    if "pair" in body:
+        s = review.pair(text_of(body, "pair"))
+        review.answer(yes=[s])
+        return {"message": said(s), "go": "/folder/same"}
+    yes = [review.picture(dest).hint["suggestion"] for dest in files_of(body) if review.picture(dest).hint]
+    if not yes:
         raise InputError("none of these pictures has a suggestion")
-    return review._moves(targets)
+    review.answer(yes=yes)
+    return f"{pictures(len(yes))} moved to {', '.join(sorted({s.folder for s in yes}))}"
+
+
+def reject(review: Review, body: dict) -> str | dict:
+    """No to the suggestion about each picture given ("not that character", remembered), or
+    to a folder suggestion (never proposed again). A picture with no suggestion is "not this
+    character" of its own folder: it goes to unsorted/ (`corrections.reject_images`)."""
+    if "pair" in body:
+        s = review.pair(text_of(body, "pair"))
+        review.answer(no=[s])
+        return {"message": f"dismissed: {s.kind} {s.folder}" + (f" and {s.other}" if s.other else ""),
+                "go": "/folder/same"}
+    chosen = [review.picture(dest) for dest in files_of(body)]
+    no = [p.hint["suggestion"] for p in chosen if p.hint]
+    own = [p for p in chosen if not p.hint]
+    if any(p.folder in (UNSORTED, NOT_A_CHARACTER) for p in own):
+        raise InputError("an unsorted picture with no suggestion has nothing to reject")
+    if no:
+        review.answer(no=no)
+    for folder in dict.fromkeys(p.folder for p in own):
+        corrections.reject_images(review.out, [Path(p.dest) for p in own if p.folder == folder], folder,
+                                  review.index_path, review.source)
+    said_no = sorted({s.folder for s in no} | {p.folder for p in own})
+    return f"{pictures(len(chosen))} marked not {', '.join(said_no)}"
 
 
 def move(review: Review, body: dict) -> str:
@@ -157,45 +224,36 @@ def move(review: Review, body: dict) -> str:
     to = text_of(body, "to")
     if to != NOT_A_CHARACTER:
         corrections.check_character_name(to, "character")
-    return review._moves({dest: to for dest in files_of(body)})
+    files = [Path(review.picture(dest).dest) for dest in files_of(body)]
+    moved = corrections.move_images(review.out, files, to, review.index_path, review.source)
+    return f"{pictures(len(moved))} moved to {to}"
 
 
-def name(review: Review, body: dict) -> str:
+def name(review: Review, body: dict) -> dict:
     """Rename a character folder (merged into NAME if that one exists)."""
     folder = corrections.check_character_folder(text_of(body, "folder"))
     new = corrections.check_character_name(text_of(body, "name"))
-    before = {p.entry.src: folder for p in review.view().folders.get(folder, [])}
-    moved = corrections.name_character(review.out, folder, new, review.index_path, review.source)
-    review.history.append({e.dest: before[e.src] for e in moved if e.src in before})
+    corrections.name_character(review.out, folder, new, review.index_path, review.source)
     return {"message": f"{folder} is now {new}", "go": f"/folder/{quote(new)}"}
 
 
-def merge(review: Review, body: dict) -> str:
+def merge(review: Review, body: dict) -> dict:
     """Merge character folders `others` into `into`."""
     into = corrections.check_character_folder(text_of(body, "into"))
     others = [corrections.check_character_folder(o) for o in body.get("others") or [] if isinstance(o, str)]
     if not others or into in others:
         raise InputError("merge two different characters")
-    view = review.view()
-    before = {p.entry.src: o for o in others for p in view.folders.get(o, [])}
-    moved = corrections.merge_characters(review.out, into, others, review.index_path, review.source)
-    review.history.append({e.dest: before[e.src] for e in moved if e.src in before})
+    corrections.merge_characters(review.out, into, others, review.index_path, review.source)
     return {"message": f"{', '.join(others)} merged into {into}", "go": f"/folder/{quote(into)}"}
 
 
 def undo(review: Review, body: dict) -> str:
-    """Take back the last action of this page (then the one before it)."""
-    if not review.history:
-        raise InputError("nothing to undo on this page")
-    back = review.history.pop()
-    moved = 0
-    for folder in dict.fromkeys(back.values()):
-        files = [Path(dest) for dest, f in back.items() if f == folder]
-        moved += len(corrections.move_images(review.out, files, folder, review.index_path, review.source))
-    return f"undone: {moved} picture{'s' * (moved != 1)} back where they were"
+    """Take back the last correction of OUT, made here or by a command (`corrections.undo_last`);
+    again for the one before it."""
+    return f"undone: {corrections.undo_last(review.out, review.index_path, review.source)}"
 
 
-ACTIONS = {"accept": accept, "move": move, "name": name, "merge": merge, "undo": undo}
+ACTIONS = {"accept": accept, "reject": reject, "move": move, "name": name, "merge": merge, "undo": undo}
 
 
 # ---- the web app ---------------------------------------------------------------------------
@@ -239,7 +297,7 @@ def create_app(review: Review) -> Starlette:
         return render_page(review, view, folder)
 
     def picture(request: Request) -> Response:
-        p = review.picture(request.path_params["dest"])
+        p = review.view().pictures.get(request.path_params["dest"])
         readable = review.view().readable(p) if p else None
         if readable is None:
             return PlainTextResponse("not a picture of this sort", status_code=404)
@@ -247,7 +305,7 @@ def create_app(review: Review) -> Starlette:
         return FileResponse(readable, media_type=kind if kind.startswith("image/") else "application/octet-stream")
 
     def thumb(request: Request) -> Response:
-        p = review.picture(request.path_params["dest"])
+        p = review.view().pictures.get(request.path_params["dest"])
         try:
             name = review.view().thumbnail(p) if p else None
             data = safepath.read_own(review.out / report.THUMBS / name) if name else None
@@ -305,7 +363,8 @@ def render_page(review: Review, view: report.View, folder: str) -> Response:
     ordered = (sorted(pictures, key=lambda p: (-(p.hint or {}).get("similarity", -2), p.dest)) if folder == UNSORTED
                else report.by_confidence(pictures))
     html = report.render("review.html", view=view, folder=folder, pictures=ordered, token=review.token,
-                         pairs=review.pairs() if folder == "same" else [], keys=KEYS, out=review.out,
+                         pairs=review.pairs(), pair_key=pair_key, groups=functools.partial(groups, view), keys=KEYS,
+                         out=review.out,
                          characters=view.characters, special=report.SPECIAL,
                          thumb=lambda p: f"/thumb/{quote(p.dest)}", href=lambda p: f"/picture/{quote(p.dest)}",
                          folder_url=lambda f: f"/folder/{quote(f)}")

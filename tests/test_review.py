@@ -51,6 +51,17 @@ def decisions(root: Path) -> dict[str, str]:
         return {path.rsplit("/", 1)[-1]: folder for (path, _), folder in index.decisions().items()}
 
 
+def rejections(root: Path) -> dict[str, set]:
+    """file name -> the characters the user said it is not."""
+    import sqlite3
+
+    found: dict[str, set] = {}
+    with sqlite3.connect(default_index_path(root)) as db:
+        for path, character in db.execute("SELECT path, character FROM rejections"):
+            found.setdefault(os.fsdecode(path).rsplit("/", 1)[-1], set()).add(character)
+    return found
+
+
 def client(out: Path):
     from starlette.testclient import TestClient
 
@@ -121,16 +132,20 @@ def test_each_action_is_the_library_call_applied_at_once_and_kept_by_the_next_so
     root, out = sorted_out
     review, http = client(out)
     http.get(f"/?token={review.token}")
-    hint = review.suggestions()["unsorted/odd0.png"]["folder"]
+    hint = review.picture("unsorted/odd0.png").hint["folder"]
     assert post(http, review, "accept", {"files": ["unsorted/odd0.png"]}).json()["message"] == \
         f"1 picture moved to {hint}"
+    other = review.picture("unsorted/odd1.png").hint["folder"]
+    assert post(http, review, "reject", {"files": ["unsorted/odd1.png"]}).json()["message"] == \
+        f"1 picture marked not {other}"
+    assert (review.picture("unsorted/odd1.png").hint or {}).get("folder") != other
     two = sorted(p.name for p in (out / "character-001").iterdir())[:2]
     assert post(http, review, "move", {"files": [f"character-001/{n}" for n in two], "to": "Ram"}).status_code == 200
     answer = post(http, review, "name", {"folder": "character-001", "name": "Rem"}).json()
     assert answer == {"message": "character-001 is now Rem", "go": "/folder/Rem"}
     assert post(http, review, "merge", {"into": "character-004", "others": ["character-003"]}).status_code == 200
     assert not (out / "character-003").exists()
-    assert "back where they were" in post(http, review, "undo", {}).json()["message"]
+    assert post(http, review, "undo", {}).json()["message"] == "undone: character-003 merged into character-004"
     assert post(http, review, "move", {"files": ["unsorted/odd5.png"], "to": "not-a-character"}).status_code == 200
     bad = post(http, review, "move", {"files": ["unsorted/odd1.png"], "to": "../x"})
     assert bad.status_code == 400 and "cannot be a folder name" in bad.json()["error"]
@@ -141,6 +156,7 @@ def test_each_action_is_the_library_call_applied_at_once_and_kept_by_the_next_so
     for folder in ("character-002", "character-003", "character-004"):  # merged, then undone
         assert len(list((out / folder).iterdir())) == 10 + (folder == hint)
     assert {decisions(root)[n] for n in two} == {"Ram"} and decisions(root)["odd0.png"] == hint
+    assert rejections(root)["odd1.png"] == {other}
     run_cli("sort", root, "--out", out, *FAST)
     assert layout(out) == expected
     page = http.get("/folder/Rem").text
@@ -163,6 +179,29 @@ def test_a_character_page_shows_the_least_confident_first_and_escapes_every_name
     assert len(order) == 11 and order[0] == stranger  # the picture of another character comes first
     fits = [float(f) for f in re.findall(r"fits (-?[0-9.]+)", page)]
     assert fits == sorted(fits) and fits[0] < fits[-1]
+
+
+def test_same_character_suggestions_are_taken_or_dismissed_with_one_click(sorted_out):
+    root, out = sorted_out
+    half = sorted(p.name for p in (out / "character-002").iterdir())[:5]
+    run_cli("move", out, *[f"character-002/{n}" for n in half], "--to", "Twin")
+    review, http = client(out)
+    http.get(f"/?token={review.token}")
+    page = http.get("/folder/same").text
+    first = re.search(r'<section class="pair"[^>]* data-pair="([0-9a-f]+)">\s*<p>Same character\? '
+                      r"<strong>Twin</strong> and <strong>character-002</strong>", page)
+    assert first, page[:3000]
+    answer = post(http, review, "accept", {"pair": first.group(1)}).json()
+    assert answer == {"message": "character-002 merged into Twin", "go": "/folder/same"}
+    assert not (out / "character-002").exists() and len(list((out / "Twin").iterdir())) == 10
+    assert post(http, review, "accept", {"pair": first.group(1)}).status_code == 400  # offered no more
+    post(http, review, "undo", {})
+    assert len(list((out / "character-002").iterdir())) == 5
+    key = re.search(r'data-pair="([0-9a-f]+)">\s*<p>Same character\? <strong>Twin</strong>',
+                    http.get("/folder/same").text).group(1)
+    assert post(http, review, "reject", {"pair": key}).json()["message"] == "dismissed: merge Twin and character-002"
+    assert "<strong>Twin</strong> and <strong>character-002</strong>" not in http.get("/folder/same").text
+    assert len(list((out / "character-002").iterdir())) == 5 and len(list((out / "Twin").iterdir())) == 5
 
 
 def hold_lock(out: Path, seconds: float) -> subprocess.Popen:
@@ -291,8 +330,8 @@ def browser():
 
 
 def test_fixing_a_sort_in_the_browser(sorted_out, browser):
-    """Accept a suggestion, move two pictures to a new character, rename one, merge two and
-    undo that, with clicks and keys; then OUT, the index and a re-run of sort agree."""
+    """Accept a suggestion, reject one, move two pictures to a new character, rename one, merge
+    two and undo that, with clicks and keys; then OUT, the index and a re-run of sort agree."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
@@ -325,6 +364,9 @@ def test_fixing_a_sort_in_the_browser(sorted_out, browser):
         hint = figure("unsorted/odd0.png").find_element(By.CLASS_NAME, "target").text
         figure("unsorted/odd0.png").find_element(By.CLASS_NAME, "accept").click()   # accept: one click
         done(f"1 picture moved to {hint}")
+        other = figure("unsorted/odd1.png").find_element(By.CLASS_NAME, "target").text
+        figure("unsorted/odd1.png").find_element(By.CLASS_NAME, "reject").click()   # reject: one click
+        done(f"1 picture marked not {other}")
 
         browser.find_element(By.CSS_SELECTOR, 'nav a[data-folder="character-001"]').click()
         wait.until(lambda d: d.find_element(By.TAG_NAME, "main").get_attribute("data-folder") == "character-001")
@@ -345,7 +387,7 @@ def test_fixing_a_sort_in_the_browser(sorted_out, browser):
         assert not (out / "character-003").exists()
         assert len(list((out / "character-004").iterdir())) == 20 + (hint in ("character-003", "character-004"))
         keys("u")                                                                     # undo
-        done("back where they were")
+        done("undone: character-003 merged into character-004")
     finally:
         stop(server)
 
@@ -360,6 +402,7 @@ def test_fixing_a_sort_in_the_browser(sorted_out, browser):
     assert {e.dest for e in read_manifest(out)["entries"]} == {f"{f}/{n}" for n, f in expected.items()}
     chosen = decisions(root)
     assert {chosen[Path(d).name] for d in two} == {"Ram"} and chosen["odd0.png"] == hint
+    assert rejections(root)["odd1.png"] == {other} and expected["odd1.png"] != other
     assert {folder for name, folder in chosen.items() if expected[name] == "Rem"} == {"Rem"}
     run_cli("sort", root, "--out", out, *FAST)
     assert layout(out) == expected

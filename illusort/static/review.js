@@ -45,7 +45,7 @@
     if (name && name !== folder) act('name', {folder, name}).then(() => {}); };
   const merge = () => { const into = $('into').value.trim(); if (!into) { $('into').focus(); return; }
     act('merge', {into, others: [folder]}); };
-  const pair = (el, yes) => el && act(yes ? 'accept' : 'reject', {numbers: [Number(el.dataset.number)]});
+  const pair = (el, yes) => el && act(yes ? 'accept' : 'reject', {pair: el.dataset.pair});
 
   function step(by) {
     const all = figures().length ? figures() : [...document.querySelectorAll('.pair')];
