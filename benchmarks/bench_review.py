@@ -81,7 +81,7 @@ def main() -> None:
 
     from starlette.testclient import TestClient
 
-    from illusort.review import Review, create_app
+    from illusort.review import Review, create_app, pair_key
 
     with tempfile.TemporaryDirectory(prefix="illusort-bench-review-") as scratch:
         os.environ.setdefault("XDG_CACHE_HOME", str(Path(scratch) / "cache"))
@@ -129,6 +129,10 @@ def main() -> None:
             timed("merge two characters", "merge", {"into": big[-1 - 2 * k], "others": [big[-2 - 2 * k]]},
                   f"/folder/{big[-1 - 2 * k]}")
             timed("undo the last action", "undo", {}, f"/folder/{big[-2 - 2 * k]}")
+            timed("reject a suggestion", "reject", {"files": [unsorted[2]]}, "/folder/unsorted")
+            pairs = review.pairs()
+            if pairs:
+                timed(f"accept a '{pairs[0].kind}' suggestion", "accept", {"pair": pair_key(pairs[0])}, "/folder/same")
         print(f"{'seconds':<40} {'wall median':>12} {'worst':>6} {'CPU median':>11} {'worst':>6}"
               f"   ({args.repeat} runs, {args.pictures} pictures)")
         for what, times in timings.items():

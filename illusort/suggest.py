@@ -186,9 +186,11 @@ def _moves(state, folders, characters, sums, sizes) -> list[Suggestion]:
         own = (members @ sums[i] - (members * members).sum(axis=1)) / (sizes[i] - 1)
         sims[:, i] = -np.inf
         best = sims.argmax(axis=1)
-        for dest, b, s_best, s_own in zip(folders[folder], best, sims[np.arange(len(best)), best], own):
-            if s_best >= state.threshold and s_best - s_own >= BARS["move"] and not _not(state, dest, characters[b]):
-                found.append(Suggestion(0, "move", float(s_best - s_own), float(s_best), characters[b], folder, [dest]))
+        top = sims[np.arange(len(best)), best]
+        for j in np.flatnonzero((top >= state.threshold) & (top - own >= BARS["move"])):  # the few candidates
+            dest, b = folders[folder][j], best[j]
+            if not _not(state, dest, characters[b]):
+                found.append(Suggestion(0, "move", float(top[j] - own[j]), float(top[j]), characters[b], folder, [dest]))
     return found
 
 
@@ -212,26 +214,42 @@ def _mean_inner(vectors: np.ndarray) -> float:
 
 def _splits(state, folders, characters, numbers) -> list[Suggestion]:
     """Folders whose two average-linkage halves are each much tighter than the link between them."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-
     found = []
     for folder in characters:
         dests = folders[folder]
         if len(dests) < SPLIT_MIN:
             continue
         vectors = np.stack([state.vectors[d][0] for d in dests]).astype(np.float64)
-        halves = fcluster(linkage(vectors, "average", metric="cosine"), 2, "maxclust")
-        if len(set(halves)) < 2:
+        key = (tuple(dests), hashlib.sha1(vectors.tobytes()).digest())
+        if key not in _halves:  # a folder no correction changed is not split again (the review page asks often)
+            if len(_halves) > 10_000:
+                _halves.clear()
+            _halves[key] = _halve(vectors)
+        if _halves[key] is None:
             continue
-        part = halves == np.bincount(halves)[1:].argmin() + 1   # the smaller half is split off
-        if part.sum() < 2:
-            continue
-        cross = float((vectors[part] @ vectors[~part].T).mean())
-        gap = min(_mean_inner(vectors[part]), _mean_inner(vectors[~part])) - cross
+        part, gap, cross = _halves[key]
         if gap >= BARS["split"]:
             found.append(Suggestion(0, "split", gap, cross, folder, f"character-{next(numbers):03d}",
                                     sorted(d for d, p in zip(dests, part) if p)))
     return found
+
+
+_halves: dict = {}  # (a folder's pictures, their vectors' digest) -> `_halve` of them
+
+
+def _halve(vectors: np.ndarray):
+    """(the smaller average-linkage half, as a mask; the gap between the halves' own similarity
+    and their link; that link), or None when the folder does not fall in two."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    halves = fcluster(linkage(vectors, "average", metric="cosine"), 2, "maxclust")
+    if len(set(halves)) < 2:
+        return None
+    part = halves == np.bincount(halves)[1:].argmin() + 1   # the smaller half is split off
+    if part.sum() < 2:
+        return None
+    cross = float((vectors[part] @ vectors[~part].T).mean())
+    return part, min(_mean_inner(vectors[part]), _mean_inner(vectors[~part])) - cross, cross
 
 
 def _new_characters(state, unsorted, numbers) -> list[Suggestion]:
