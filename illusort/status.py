@@ -174,6 +174,22 @@ def face_boxes(manifest: dict, db: sqlite3.Connection | None, model: str | None,
 
 # ---- suggestions for unsorted pictures -------------------------------------------------------
 
+def face_vectors(manifest: dict, rows: dict, placed: bool) -> tuple[list, list, list]:
+    """(vectors, dests, folders) of every face in the index of the pictures in a character
+    folder (`placed`), or of those in unsorted/. `rows`: `rows_of(db, model, vectors=True)`."""
+    source, vectors, dests, folders = manifest["source"], [], [], []
+    for e in manifest["entries"]:
+        folder = folder_of(e.dest)
+        if (folder and folder not in (UNSORTED, NOT_A_CHARACTER)) if placed else folder == UNSORTED:
+            for face in e.faces:
+                row = rows.get((relative(e, source), face))
+                if row is not None:
+                    vectors.append(row[1])
+                    dests.append(e.dest)
+                    folders.append(folder)
+    return vectors, dests, folders
+
+
 def suggestions(manifest: dict, db: sqlite3.Connection | None, model: str | None,
                 out: Path | None = None, rows: dict | None = None) -> dict[str, dict]:
     """dest of each unsorted picture -> {'folder', 'similarity', 'command'}: the character
@@ -181,27 +197,12 @@ def suggestions(manifest: dict, db: sqlite3.Connection | None, model: str | None
     against any member face), and the one `illusort move` that accepts the suggestion.
     `rows`: `rows_of(db, model, vectors=True)` when the caller has them already."""
     rows = rows_of(db, model, vectors=True) if rows is None else rows
-    source = manifest["source"]
-    members, names = [], []
-    for e in manifest["entries"]:
-        folder = folder_of(e.dest)
-        if folder and folder not in (UNSORTED, NOT_A_CHARACTER):
-            for face in e.faces:
-                row = rows.get((relative(e, source), face))
-                if row is not None:
-                    members.append(row[1])
-                    names.append(folder)
+    members, _, names = face_vectors(manifest, rows, placed=True)
     if not members:
         return {}
     member_matrix = np.stack(members)
     threshold = last_sort(db, out).get("threshold")  # the model's same-character point
-    faces, owners = [], []  # every face of every unsorted picture, and whose it is
-    for e in manifest["entries"]:
-        if folder_of(e.dest) == UNSORTED:
-            for f in e.faces:
-                if (relative(e, source), f) in rows:
-                    faces.append(rows[relative(e, source), f][1])
-                    owners.append(e.dest)
+    faces, owners, _ = face_vectors(manifest, rows, placed=False)
     best: dict[str, tuple[float, int]] = {}  # dest -> (similarity, member) of its best face
     for start in range(0, len(faces), 1024):  # one matrix product per block: 10,000 pictures in a blink
         sims = np.stack(faces[start:start + 1024]) @ member_matrix.T
@@ -223,17 +224,7 @@ def confidence(manifest: dict, rows: dict) -> dict[str, float]:
     """dest of each picture in a character folder -> cosine similarity of its best face to the
     mean of its folder: the review page shows the least confident first, where mistakes are.
     `rows`: `rows_of(db, model, vectors=True)`."""
-    source = manifest["source"]
-    vectors, owners, folders = [], [], []  # every face of every placed picture, its dest and its folder
-    for e in manifest["entries"]:
-        folder = folder_of(e.dest)
-        if folder and folder not in (UNSORTED, NOT_A_CHARACTER):
-            for f in e.faces:
-                row = rows.get((relative(e, source), f))
-                if row is not None:
-                    vectors.append(row[1])
-                    owners.append(e.dest)
-                    folders.append(folder)
+    vectors, owners, folders = face_vectors(manifest, rows, placed=True)
     if not vectors:
         return {}
     matrix = np.stack(vectors)
