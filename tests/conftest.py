@@ -71,6 +71,15 @@ def make_collection(root: Path, characters: int = 4, per_character: int = 10, ne
     return truth
 
 
+def make_labelled(root: Path, characters: int = 3, per_character: int = 4) -> Path:
+    """A labelled folder, ROOT/c<kind>/<k>.png, as `evaluate`, `train` and the benchmarks read."""
+    for kind in range(characters):
+        (root / f"c{kind}").mkdir(parents=True)
+        for k in range(per_character):
+            draw_character(kind, k).save(root / f"c{kind}" / f"{k}.png")
+    return root
+
+
 @pytest.fixture
 def collection(tmp_path):
     root = tmp_path / "pics"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import draw_character
+from conftest import make_labelled
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -27,11 +27,7 @@ def test_static_fixes_count_merges_and_moves():
 
 @pytest.mark.slow
 def test_the_simulated_user_reaches_a_clean_collection(tmp_path):
-    data = tmp_path / "labelled"
-    for c in range(4):
-        (data / f"char{c}").mkdir(parents=True)
-        for k in range(6):
-            draw_character(c, k).save(data / f"char{c}" / f"{k}.png")
+    data = make_labelled(tmp_path / "labelled", characters=4, per_character=6)
     done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_effort.py"), str(data), "--baseline",
                            "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -91,13 +91,9 @@ def test_cluster_speaks_of_images_characters_and_unsorted(sorted_out):
 
 
 def test_evaluate_on_a_one_level_folder_has_no_source_table(tmp_path):
-    from conftest import draw_character
+    from conftest import make_labelled
 
-    labelled = tmp_path / "labelled"
-    for kind in range(3):
-        (labelled / f"c{kind}").mkdir(parents=True)
-        for k in range(4):
-            draw_character(kind, k).save(labelled / f"c{kind}" / f"{k}.png")
+    labelled = make_labelled(tmp_path / "labelled")
     result = run_cli("evaluate", labelled, "--out", tmp_path / "eval", *FAST)
     assert "12 images of 3 characters" in result.stdout
     assert "source" not in result.stdout, result.stdout
