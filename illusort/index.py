@@ -344,13 +344,7 @@ class Index:
 
     def rejections(self) -> dict[tuple[str, int], set[str]]:
         """(path, face) -> the characters the user said it is not."""
-        found: dict[tuple[str, int], set[str]] = {}
-        for p, f, c in self.db.execute("SELECT path, face, character FROM rejections"):
-            found.setdefault((os.fsdecode(p), f), set()).add(c)
-        return found
-
-    def dismissed(self) -> set[str]:
-        return {k for (k,) in self.db.execute("SELECT key FROM dismissed")}
+        return read_rejections(self.db)[0]
 
     def clustering(self, run: str) -> dict[tuple[str, int], tuple[int, float]]:
         """(path, face) -> (label, probability) of the last clustering saved under `run`."""
@@ -434,6 +428,18 @@ class Index:
     def set_meta(self, key: str, value) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
         self.db.commit()
+
+
+def read_rejections(db: sqlite3.Connection) -> tuple[dict[tuple[str, int], set[str]], set[str]]:
+    """What the user said no to: {(path, face): characters it is not}, and the keys of dismissed
+    suggestions. Empty for an index from before they were kept (read-only, no tables)."""
+    found: dict[tuple[str, int], set[str]] = {}
+    try:
+        for p, f, c in db.execute("SELECT path, face, character FROM rejections"):
+            found.setdefault((os.fsdecode(p), f), set()).add(c)
+        return found, {k for (k,) in db.execute("SELECT key FROM dismissed")}
+    except sqlite3.OperationalError:
+        return {}, set()
 
 
 def _row(path, face, box, vector, error) -> Row:

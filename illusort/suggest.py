@@ -21,7 +21,6 @@ Reading the queue changes nothing and needs no torch, like `status`.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .index import read_rejections
 from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
 from .status import find_sort, in_out, last_sort, model_key, open_index, relative, rows_of
 from .terminal import command
@@ -96,7 +96,7 @@ def load_state(out: Path, index_path: Path | None = None) -> SortState:
         rows = rows_of(db, model, vectors=True)
         record = last_sort(db, out)  # the cut the sort used (fitted to this collection), else the model's
         threshold = record.get("cut") or record.get("threshold")
-        rejected, dismissed = _rejections(db)
+        rejected, dismissed = read_rejections(db) if db is not None else ({}, set())
     finally:
         if db is not None:
             db.close()
@@ -111,18 +111,6 @@ def load_state(out: Path, index_path: Path | None = None) -> SortState:
             not_these[e.dest] = said
     return SortState(Path(out), root, manifest, DEFAULT_THRESHOLD if threshold is None else float(threshold),
                      vectors, not_these, dismissed)
-
-
-def _rejections(db) -> tuple[dict, set]:
-    if db is None:
-        return {}, set()
-    try:
-        rejected: dict[tuple[str, int], set[str]] = {}
-        for p, f, c in db.execute("SELECT path, face, character FROM rejections"):
-            rejected.setdefault((os.fsdecode(p), f), set()).add(c)
-        return rejected, {k for (k,) in db.execute("SELECT key FROM dismissed")}
-    except Exception:  # an index from before rejections were kept
-        return {}, set()
 
 
 def suggestions(out: Path, index_path: Path | None = None, kinds=KINDS) -> list[Suggestion]:
