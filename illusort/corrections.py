@@ -103,48 +103,69 @@ def _correct(root, index, out, targets: dict[str, str], confirmed=(), what: str 
     The user's no's: `not_these` {dest: the character it is not} (its decision is forgotten:
     the sort chooses again, never that character); `dismissed` suggestion keys; `apart` folder
     pairs that are not one character (every picture of each is not the other). All of it is
-    journaled in the index as one correction, for `undo_last`."""
+    journaled in the index as one correction, for `undo_last`, before anything moves: a killed
+    run can be taken back too. Pictures are journaled by source and faces, not by their place
+    in OUT, which a folder renamed by hand changes."""
     entries = {e.dest: e for e in read_manifest(output_folder(out))["entries"]}
-    targets = {d: folder for d, folder in targets.items() if d in entries}
+    targets = {d: folder for d, folder in targets.items() if d in entries and folder_of(d) != folder}
     not_these = {d: c for d, c in (not_these or {}).items() if d in entries}
+    if not (targets or confirmed or not_these or dismissed or apart):
+        return []   # nothing to do: no journal step either
     decided = [Entry(entries[d].src, f"{folder}/{Path(d).name}", faces=entries[d].faces)
                for d, folder in targets.items() if d not in not_these]
+    placed = decided + list(confirmed)
     rejected = [(key, character) for d, character in not_these.items() for key in keys_of(root, [entries[d]])]
     for a, b in apart:
         for folder, other in ((a, b), (b, a)):
             rejected += [(key, other) for key in keys_of(root, folder_entries(out, folder))]
     before = index.decisions()
     forget = {key: None for d, c in not_these.items() for key in keys_of(root, [entries[d]]) if before.get(key) == c}
-    keys = keys_of(root, decided + list(confirmed)) + list(forget)
-    undo = {"decisions": [[p, f, before.get((p, f))] for p, f in dict.fromkeys(keys)],
-            "rejected": [[p, f, character] for (p, f), character in rejected], "dismissed": list(dismissed)}
+    after = {**{key: folder_of(e.dest) for e in placed for key in keys_of(root, [e])}, **forget}
+    index.journal(os.path.realpath(output_folder(out)), what or f"{len(targets)} moved", {
+        "decisions": [[p, f, before.get((p, f)), character] for (p, f), character in after.items()],
+        "rejected": [[p, f, character] for (p, f), character in rejected], "dismissed": list(dismissed),
+        "back": [[entries[d].src, list(entries[d].faces), folder_of(d)] for d in targets]})
     index.decide_many(forget)
     for key, character in rejected:
         index.reject([key], character)
     index.dismiss(dismissed)
-    record_renames(index, root, decided + list(confirmed))
-    for e in decided:  # placed there by the user: no longer "not" that character
+    record_renames(index, root, placed)
+    for e in placed:  # placed there by the user: no longer "not" that character
         index.reject(keys_of(root, [e]), folder_of(e.dest), forget=True)
-    old_folder = {(entries[d].src, entries[d].faces): folder_of(d) for d in targets}
-    moved = relocate(root, out, targets) if targets else []
-    undo["back"] = [[e.dest, old_folder[e.src, e.faces]] for e in moved if (e.src, e.faces) in old_folder]
-    index.journal(os.path.realpath(output_folder(out)), what or f"{len(moved)} moved", undo)
-    return moved
+    return relocate(root, out, targets) if targets else []
 
 
 def undo_last(out: Path, index_path: Path | None = None, source: Path | None = None) -> str:
-    """Take back the last correction of OUT (name, merge, move, accept, reject): its decisions
-    and rejections as they were before, its pictures back in their folders. Returns what it was."""
+    """Take back the last correction of OUT since its last sort (name, merge, move, accept,
+    reject): its decisions and rejections as they were before (a decision changed since, e.g.
+    through another output folder, is left alone), its pictures back in their folders. A sort
+    re-plans OUT from the decisions, so corrections before it are kept, not undone. Returns
+    what it was."""
     with corrections(out, index_path, source) as (root, index):
         last = index.last_journal(os.path.realpath(output_folder(out)))
         if last is None:
-            raise InputError(f"no correction of {out} to undo ({command('illusort', 'undo', out)} removes the whole sort)")
+            raise InputError(f"no correction of {out} since its last sort to take back "
+                             f"({command('illusort', 'undo', out)} removes the whole sort)")
         seq, what, undo = last
-        index.decide_many({(p, f): character for p, f, character in undo["decisions"]})
-        for p, f, character in undo["rejected"]:
+        try:
+            decisions = [(str(p), int(f), before, after) for p, f, before, after in undo["decisions"]]
+            rejected = [(str(p), int(f), str(c)) for p, f, c in undo["rejected"]]
+            dismissed = [str(k) for k in undo["dismissed"]]
+            back = {(str(src), tuple(int(f) for f in faces)): str(folder) for src, faces, folder in undo["back"]}
+        except (KeyError, TypeError, ValueError):
+            index.drop_journal(seq)
+            raise InputError(f"the record of the last correction of {out} is damaged; it was dropped "
+                             "(nothing was changed)") from None
+        targets = {e.dest: back[e.src, tuple(e.faces)] for e in read_manifest(output_folder(out))["entries"]
+                   if (e.src, tuple(e.faces)) in back}
+        for folder in set(targets.values()):
+            check_folder_name(folder)
+        now = index.decisions()
+        index.decide_many({(p, f): before for p, f, before, after in decisions if now.get((p, f)) == after})
+        for p, f, character in rejected:
             index.reject([(p, f)], character, forget=True)
-        index.dismiss(undo["dismissed"], forget=True)
-        relocate(root, out, {dest: folder for dest, folder in undo["back"]})
+        index.dismiss(dismissed, forget=True)
+        relocate(root, out, targets)
         index.drop_journal(seq)
         return what
 
@@ -178,7 +199,8 @@ def name_character(out: Path, folder: str, name: str, index_path: Path | None = 
     check_folder_name(name)
     with corrections(out, index_path, source) as (root, index):
         index.rename_character(folder, name)
-        return _correct(root, index, out, {e.dest: name for e in folder_entries(out, folder)},
+        existing = [e for e in read_manifest(output_folder(out))["entries"] if folder_of(e.dest) == name]
+        return _correct(root, index, out, {e.dest: name for e in folder_entries(out, folder)}, confirmed=existing,
                         what=f"{folder} named {name}")
 
 

@@ -397,12 +397,20 @@ class Index:
         self.db.commit()
 
     def last_journal(self, out: str) -> tuple[int, str, dict] | None:
+        """(seq, what, undo record) of OUT's last correction; a record that is not a JSON object is {}."""
         row = self.db.execute("SELECT seq, what, undo FROM journal WHERE out=? ORDER BY seq DESC LIMIT 1",
                               (out,)).fetchone()
-        return (row[0], row[1], json.loads(row[2])) if row else None
+        if row is None:
+            return None
+        try:
+            record = json.loads(row[2])
+        except (TypeError, ValueError):
+            record = {}
+        return row[0], str(row[1]), record if isinstance(record, dict) else {}
 
-    def drop_journal(self, seq: int) -> None:
-        self.db.execute("DELETE FROM journal WHERE seq=?", (seq,))
+    def drop_journal(self, seq: int | None = None, out: str | None = None) -> None:
+        """Forget one journaled correction (`seq`), or all of OUT's (a new sort re-planned it)."""
+        self.db.execute("DELETE FROM journal WHERE seq=? OR out=?", (seq, out))
         self.db.commit()
 
     def put(self, model: str, path: str, size: int, mtime_ns: int, digest: str | None, rows: list[Row]) -> None:
@@ -435,11 +443,14 @@ def read_rejections(db: sqlite3.Connection) -> tuple[dict[tuple[str, int], set[s
     suggestions. Empty for an index from before they were kept (read-only, no tables)."""
     found: dict[tuple[str, int], set[str]] = {}
     try:
-        for p, f, c in db.execute("SELECT path, face, character FROM rejections"):
-            found.setdefault((os.fsdecode(p), f), set()).add(c)
-        return found, {k for (k,) in db.execute("SELECT key FROM dismissed")}
+        rows = db.execute("SELECT path, face, character FROM rejections").fetchall()
+        dismissed = {k for (k,) in db.execute("SELECT key FROM dismissed") if isinstance(k, str)}
     except sqlite3.OperationalError:
         return {}, set()
+    for p, f, c in rows:
+        if isinstance(p, (bytes, str)) and isinstance(f, int) and isinstance(c, str):
+            found.setdefault((os.fsdecode(p), f), set()).add(c)
+    return found, dismissed
 
 
 def _row(path, face, box, vector, error) -> Row:

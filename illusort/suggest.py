@@ -276,6 +276,7 @@ def command_for(out: Path, s: Suggestion) -> str:
 
 def chosen(queue: list[Suggestion], numbers=None, above: float | None = None) -> list[Suggestion]:
     if numbers:
+        numbers = list(dict.fromkeys(numbers))   # `accept OUT 1 1` is one answer
         by_number = {s.number: s for s in queue}
         missing = [n for n in numbers if n not in by_number]
         if missing:
@@ -324,7 +325,8 @@ def answer(state: SortState, yes=(), no=(), index_path: Path | None = None, sour
             targets.setdefault(dest, final(into, gone))
     moved = sum(len(s.files) for s in yes if s.kind != "merge")
     what = "; ".join([f"{gone} merged into {final(into, gone)}" for gone in into]
-                     + ([f"{moved} pictures placed"] if moved else []) + ([f"{plural_of(no)} rejected"] if no else []))
+                     + ([f"{moved} picture{'s' * (moved != 1)} placed"] if moved else [])
+                     + ([f"{plural_of(no)} rejected"] if no else []))
     corrections.answer(state.out, targets, sorted(set(into.values())),
                        {s.files[0]: s.folder for s in no if s.kind in ("place", "move")},
                        [s.key for s in no if s.kind in ("merge", "split", "new")],

@@ -294,6 +294,7 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
                                               {}).get("digest")}
         index.set_meta(LAST_SORT, record)
         index.set_meta(sort_key(out), record)
+        index.drop_journal(out=os.path.realpath(out))  # corrections before a sort are decisions now, not undo steps
     return run
 
 
