@@ -65,7 +65,7 @@ def shifted(image, kind: str, rng: random.Random):
     return image
 
 
-def flat_folder(data: Path, depth: int, characters: str, model: str | None, shift: str, flat: Path) -> dict[str, str]:
+def flat_folder(data: Path, depth: int, characters: str, shift: str, flat: Path) -> dict[str, str]:
     """Copy the chosen characters' pictures into FLAT under shuffled neutral names (converted to
     another domain with `shift`); returns {name: character}. A kept FLAT is reused as it is."""
     from illusort.evaluate import _card_preview, labelled_images, select_characters
@@ -75,7 +75,7 @@ def flat_folder(data: Path, depth: int, characters: str, model: str | None, shif
         return json.loads(truth_file.read_text(encoding="utf-8"))
     items = labelled_images(data, depth=depth)
     if characters != "all":
-        items = select_characters(items, _card_preview(model) or {}, characters, model or "the default model")
+        items = select_characters(items, _card_preview(None) or {}, characters, "the default model")
     items = sorted(items)
     rng = random.Random(0)
     rng.shuffle(items)
@@ -127,7 +127,7 @@ def static_fixes(where: dict[str, set[str]], truth: dict[str, str]) -> dict:
     for name in truth:
         folders = where.get(name, {"unsorted"})
         right = [f for f in folders if owner.get(f) == truth[name]]
-        moves += len(folders) - len(right) + (0 if right else 0)
+        moves += len(folders) - len(right)
     sizes = Counter(f for fs in where.values() for f in fs if f in owner)
     largest = max(sizes, key=sizes.get, default=None)
     inside = Counter(truth[n] for n, fs in where.items() if largest in fs)
@@ -324,7 +324,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="illusort-effort-"))
     try:
         flat = work / "pictures"
-        truth = flat_folder(args.data, args.label_depth, args.characters, None, args.shift, flat)
+        truth = flat_folder(args.data, args.label_depth, args.characters, args.shift, flat)
         print(f"{len(truth)} pictures of {len(set(truth.values()))} characters from {args.data} "
               f"(characters: {args.characters}, shift: {args.shift})", file=sys.stderr)
         runs = [("new", {}, KINDS_NEW)]
