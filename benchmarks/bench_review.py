@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from illusort.index import Index, Row, default_index_path, remember_output  # noqa: E402
 from illusort.manifest import Entry, write_manifest  # noqa: E402
-from illusort.status import LAST_SORT, sort_key  # noqa: E402
+from illusort.layout import META_LAST_SORT as LAST_SORT, sort_key  # noqa: E402
 
 # The smallest valid PNG (1x1, grey): what a thumbnail would read is not what is timed here.
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b55"

@@ -23,7 +23,7 @@ def synthetic_sort(work: Path, pictures: int, characters: int, dims: int = 64, s
     from illusort.index import Index, Row, default_index_path, remember_output
     from illusort.naming import assign_folders, plan_entries
     from illusort.sort import apply_sort
-    from illusort.status import LAST_SORT, sort_key
+    from illusort.layout import META_LAST_SORT as LAST_SORT, sort_key
 
     rng = np.random.default_rng(seed)
     root, out = work / "in", work / "out"

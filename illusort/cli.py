@@ -575,7 +575,7 @@ def move(out, files, to, not_character, not_name, index_path, source):
     """Move pictures of OUT to another character; remembered by later sorts. FILES are paths
     inside OUT, e.g. character-007/x.png (as the report and `illusort status` show them)."""
     from . import corrections
-    from .naming import NOT_A_CHARACTER
+    from .layout import NOT_A_CHARACTER
     from .status import find_sort
 
     if [bool(to), not_character, bool(not_name)].count(True) != 1:

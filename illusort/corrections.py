@@ -16,12 +16,11 @@ from .errors import InputError, SortError
 from .index import Index, default_index_path
 from .manifest import (BUSY_WAIT, Entry, confirm_source, output_folder, output_lock, read_manifest,
                        require_manifest, save_manifest)
-from .naming import NOT_A_CHARACTER, UNSORTED, check_folder_name, folder_of, tagged_name
+from .layout import NOT_A_CHARACTER, SPECIAL_FOLDERS, UNSORTED
+from .naming import check_folder_name, folder_of, tagged_name
 from .safepath import bad_name, dest_path, is_regular
 from .terminal import command
 from .sort import SourceUnavailable, is_ours, make_entry, remove_empty_folders, settle_pending
-
-RESERVED = (UNSORTED, NOT_A_CHARACTER)
 
 
 def check_character_name(name: str, option: str = "NAME") -> str:
@@ -47,7 +46,7 @@ def check_character_folder(folder: str, out: Path | None = None) -> str:
         if inside != "." and not inside.startswith("..") and "/" not in inside:
             path = Path(inside)
     folder = path.as_posix()
-    if folder in RESERVED:
+    if folder in SPECIAL_FOLDERS:
         raise InputError(f"'{folder}' is not a character folder; move its pictures one by one with "
                          f"illusort move OUT {folder}/FILE --to NAME")
     return folder

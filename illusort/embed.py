@@ -18,6 +18,7 @@ from . import fastpaths
 from .images import (BadImage, Unreadable, decode, file_digest, file_kind, find_images, letterbox, open_image,
                      read_regular_file, reduced)
 from .index import Index, Row
+from .layout import META_SKIPS_REPORTED
 from .progress import progress_bar
 from .weights import LoadedModel
 
@@ -184,19 +185,18 @@ def embed_folder(root: Path, model: LoadedModel, index: Index, *, batch_size: in
     # this run's unreadable files and this and earlier runs' bad content
     summary.skipped = sorted(unreadable + index.errors(model.model_id))
     summary.new_skips = [(path, reason) for path, reason in summary.skipped if (path, reason) not in reported]
-    index.set_meta(f"{SKIPS_REPORTED} {model.model_id}", unreadable)
+    index.set_meta(f"{META_SKIPS_REPORTED} {model.model_id}", unreadable)
     index.commit()
     return summary
 
 
-SKIPS_REPORTED = "skips reported"  # index meta: the unreadable files the last run said it skipped
 
 
 def reported_skips(index: Index, model_id: str) -> set[tuple[str, str]]:
     """Files an earlier run already said it skipped: bad content recorded in the index (not
     retried until the file changes) and the last run's unreadable files (retried each run).
     Each is said once, not on every later command; `illusort status` lists them all."""
-    last = index.get_meta(f"{SKIPS_REPORTED} {model_id}") or []
+    last = index.get_meta(f"{META_SKIPS_REPORTED} {model_id}") or []
     return set(index.errors(model_id)) | {tuple(item) for item in last}
 
 

@@ -17,9 +17,9 @@ from PIL import Image, ImageOps
 from .errors import IllusortError
 
 from . import fastpaths
+from .layout import MANIFEST
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-INDEX_DIRNAME = ".illusort"
 # Refuse images above this many pixels (a decompression bomb decodes to gigabytes).
 MAX_PIXELS = 20_000 * 20_000
 # ... and whose decoding would take more memory than this (Pillow holds RGB(A) as 4 bytes
@@ -29,7 +29,6 @@ MAX_DECODED_BYTES = int(float(os.environ.get("ILLUSORT_MAX_DECODE_MB") or 1024) 
 # Refuse files above this size before reading them (a 6 GB "x.jpg" would be read whole into
 # memory). Setting: ILLUSORT_MAX_FILE_MB (default 256).
 MAX_FILE_BYTES = int(float(os.environ.get("ILLUSORT_MAX_FILE_MB") or 256) * 2**20)
-SORT_MANIFEST = ".illusort-sort.json"  # a folder holding one is an output folder: never scanned
 BACKGROUND = (255, 255, 255)  # alpha is flattened on white, like most image viewers
 
 
@@ -69,7 +68,7 @@ def find_images(root: Path, exclude: Path | None = None, links: str = "inside",
     # limit (PATH_MAX) is listed too, and its pictures are skipped by name when read.
     for dirpath, dirnames, filenames, _ in os.fwalk(root, follow_symlinks=True):
         real = os.path.realpath(dirpath)
-        if (real in seen_dirs or real == excluded or os.path.lexists(os.path.join(real, SORT_MANIFEST))
+        if (real in seen_dirs or real == excluded or os.path.lexists(os.path.join(real, MANIFEST))
                 or real != root_real and os.path.basename(real).startswith(".")):
             dirnames[:] = []
             continue

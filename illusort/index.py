@@ -26,7 +26,7 @@ import numpy as np
 
 from . import safepath
 from .errors import IllusortError
-from .images import INDEX_DIRNAME
+from .layout import INDEX_DIRNAME, INDEX_FILE, META_IDENTITY, VECTOR_CACHE_SUFFIX
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items(
@@ -137,7 +137,7 @@ def default_index_path(root: Path) -> Path:
     target = local if local.exists() else root
     # Mode bits too: root passes os.access on a folder marked read-only.
     if os.access(target, os.W_OK) and target.stat().st_mode & 0o222:
-        return local / "index.db"
+        return local / INDEX_FILE
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "illusort" / "indexes"
     key = hashlib.sha1(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return cache / f"{root.name}-{key}.db"
@@ -294,14 +294,14 @@ class Index:
     def stamp(self) -> tuple[str, int]:
         """(identity of this index file, count of changes to its rows): equal stamps mean the
         same rows. The count is kept by triggers in the file, so any writer bumps it."""
-        identity = self.get_meta("identity")
+        identity = self.get_meta(META_IDENTITY)
         if identity is None:
             import uuid
 
-            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('identity', ?)",
-                            (json.dumps(uuid.uuid4().hex),))
+            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                            (META_IDENTITY, json.dumps(uuid.uuid4().hex)))
             self.db.commit()
-            identity = self.get_meta("identity")
+            identity = self.get_meta(META_IDENTITY)
         return identity, self.db.execute("SELECT n FROM changes").fetchone()[0]
 
     def search_vectors(self, model: str) -> tuple["SearchKeys", np.ndarray]:
@@ -496,7 +496,7 @@ class VectorCache:
 
     def __init__(self, index: Index):
         self.index = index
-        self.folder = index.path.with_name(index.path.name + ".vectors")
+        self.folder = index.path.with_name(index.path.name + VECTOR_CACHE_SUFFIX)
 
     def key(self, model: str) -> str:
         return hashlib.sha1(model.encode("utf-8", "surrogateescape")).hexdigest()[:16]

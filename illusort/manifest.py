@@ -17,13 +17,12 @@ from pathlib import Path
 from . import safepath
 from .errors import SortError
 from .index import default_index_path, exclusive_lock, records_output
+from .layout import LOCK, MANIFEST
 from .safepath import Unsafe
 from .terminal import command, shell_word
 
-MANIFEST = ".illusort-sort.json"
 
 
-LOCK = ".illusort-sort.lock"
 
 
 MODES = ("symlink", "copy", "hardlink", "move")

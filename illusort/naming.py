@@ -13,10 +13,9 @@ import numpy as np
 
 from .errors import SortError
 from .manifest import Entry
-from .safepath import MAX_NAME_BYTES, OWN_NAMES, bad_name
+from .layout import NOT_A_CHARACTER, OWN_NAMES, UNSORTED
+from .safepath import MAX_NAME_BYTES, bad_name
 
-UNSORTED = "unsorted"
-NOT_A_CHARACTER = "not-a-character"  # where images the user marked so are kept (never deleted)
 
 
 # A cluster takes the name the user gave to its members when they are at least this share

@@ -24,15 +24,11 @@ from urllib.parse import quote
 from . import safepath
 from .images import BadImage, read_image
 from .manifest import BUSY_WAIT, Entry, confirm_source, output_folder, output_lock, require_manifest
-from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
+from .layout import REPORT, SEEN, SPECIAL_FOLDERS, THUMBS, UNSORTED
+from .naming import folder_of
 from .progress import progress_bar
 
-# The review page's files in OUT (`sort --undo` removes them too).
-REPORT, THUMBS, SEEN = "report.html", ".illusort-thumbs", ".illusort-report.json"  # SEEN: pictures shown last time
-REVIEW_FILES = (REPORT, THUMBS, SEEN)
-TEMPORARIES = (".report.html.tmp", ".illusort-report.json.tmp")
 THUMB_SIDE = 160
-SPECIAL = (UNSORTED, NOT_A_CHARACTER)
 
 
 def shown(value):
@@ -93,12 +89,12 @@ class View:
 
     @property
     def order(self) -> list[str]:
-        characters = sorted((f for f in self.folders if f not in SPECIAL), key=lambda f: (-len(self.folders[f]), f))
-        return characters + [f for f in SPECIAL if f in self.folders]
+        characters = sorted((f for f in self.folders if f not in SPECIAL_FOLDERS), key=lambda f: (-len(self.folders[f]), f))
+        return characters + [f for f in SPECIAL_FOLDERS if f in self.folders]
 
     @property
     def characters(self) -> list[str]:
-        return [f for f in self.order if f not in SPECIAL]
+        return [f for f in self.order if f not in SPECIAL_FOLDERS]
 
     @functools.cached_property
     def pictures(self) -> dict[str, Picture]:

@@ -38,8 +38,8 @@ from starlette.routing import Route
 from . import corrections, report, safepath, suggest
 from .errors import IllusortError, InputError
 from .index import default_index_path
-from .manifest import MANIFEST, OutputBusy, output_folder, output_lock
-from .naming import NOT_A_CHARACTER, UNSORTED
+from .layout import MANIFEST, NOT_A_CHARACTER, UNSORTED
+from .manifest import OutputBusy, output_folder, output_lock
 
 STATIC = Path(__file__).parent / "static"
 HEADERS = {  # every answer: no framing, no sniffing, scripts and pictures only from here
@@ -365,7 +365,7 @@ def render_page(review: Review, view: report.View, folder: str) -> Response:
     html = report.render("review.html", view=view, folder=folder, pictures=ordered, token=review.token,
                          pairs=review.pairs(), pair_key=pair_key, groups=functools.partial(groups, view), keys=KEYS,
                          out=review.out,
-                         characters=view.characters, special=report.SPECIAL,
+                         characters=view.characters, special=report.SPECIAL_FOLDERS,
                          thumb=lambda p: f"/thumb/{quote(p.dest)}", href=lambda p: f"/picture/{quote(p.dest)}",
                          folder_url=lambda f: f"/folder/{quote(f)}")
     return Response(html, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})

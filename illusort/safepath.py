@@ -24,13 +24,12 @@ import stat
 from pathlib import Path
 
 from .errors import IllusortError
+from .layout import OWN_NAMES, PARTIAL
 
 NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK  # NONBLOCK: a FIFO never hangs
-PARTIAL = ".illusort-partial"  # `.name.illusort-partial`: a copy in progress
 # Longest name in OUT: 255 bytes (NAME_MAX of common file systems) less what turns `name`
 # into the temporary `.name.illusort-partial` of a copy in progress.
 MAX_NAME_BYTES = 255 - 1 - len(PARTIAL)
-OWN_NAMES = ("report.html",)  # illusort's own names in OUT that do not start with '.'
 
 
 class Unsafe(IllusortError, ValueError):

@@ -22,16 +22,14 @@ from pathlib import Path
 from . import safepath
 from .errors import IllusortError, SortError
 from .index import recorded_outputs
-from .manifest import (BUSY_WAIT, LOCK, MANIFEST, MODES, Entry, confirm_source, output_folder, output_lock, read_manifest,
+from .layout import LOCK, MANIFEST, OWN_FILES, REVIEW_FILES
+from .manifest import (BUSY_WAIT, MODES, Entry, confirm_source, output_folder, output_lock, read_manifest,
                        require_manifest, save_manifest, write_manifest)
 from .naming import folder_of
 from .progress import progress_bar
-from .report import REVIEW_FILES, TEMPORARIES
-from .safepath import PARTIAL, Unsafe, check_dest, dest_path, is_regular, same_file, source_path
+from .layout import PARTIAL
+from .safepath import Unsafe, check_dest, dest_path, is_regular, same_file, source_path
 
-# What a run killed before its first manifest was in place can leave in OUT, and the review
-# page: not the user's.
-OWN_FILES = {LOCK, MANIFEST + ".tmp", *REVIEW_FILES, *TEMPORARIES}
 
 
 class SourceUnavailable(Exception):

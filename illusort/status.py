@@ -14,20 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, MissingPath
-from .images import INDEX_DIRNAME
 from .index import default_index_path, open_read_only, recorded_outputs
-from .manifest import MANIFEST, Entry, read_manifest
-from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
+from .layout import INDEX_DIRNAME, MANIFEST, META_LAST_SORT as LAST_SORT, NOT_A_CHARACTER, UNSORTED, sort_key
+from .manifest import Entry, read_manifest
+from .naming import folder_of
 from .terminal import command, shell_word
 
 NUMBERED = re.compile(r"character-\d+")
-LAST_SORT = "last sort"  # index meta written by `workflow.sort_folder`: the latest sort, any OUT
-
-
-def sort_key(out: Path) -> str:
-    """The index meta key of the last sort into OUT: one folder sorted into several outputs
-    (say, with two models) keeps each output's model and options apart."""
-    return f"sort into {os.path.realpath(out)}"
 
 
 def find_sort(path: Path, verb: str = "report") -> tuple[Path, dict]:

@@ -29,7 +29,8 @@ import numpy as np
 
 from .errors import InputError
 from .index import read_rejections
-from .naming import NOT_A_CHARACTER, UNSORTED, folder_of
+from .layout import NOT_A_CHARACTER, UNSORTED
+from .naming import folder_of
 from .status import find_sort, in_out, last_sort, model_key, open_index, relative, rows_of
 from .terminal import command
 

@@ -20,15 +20,15 @@ import numpy as np
 from .cluster import ClusterOptions, Clustering, assign_to_clusters, cluster_embeddings, run_key, with_threshold
 from .corrections import record_renames, take_renames
 from .errors import InputError, MissingPath, ModelError
-from .images import IMAGE_EXTENSIONS, INDEX_DIRNAME, BadImage, read_image
+from .images import IMAGE_EXTENSIONS, BadImage, read_image
+from .layout import INDEX_DIRNAME, META_LAST_SORT, NOT_A_CHARACTER, UNSORTED, sort_key
 from .index import Index, Row, default_index_path, open_read_only, recorded_outputs, remember_output
 from .registry import check_device, check_model
 from .safepath import bad_name
 from .query import match_known, rank
 from .manifest import Entry, output_folder, output_lock, read_manifest
-from .naming import NOT_A_CHARACTER, UNSORTED, assign_folders, plan_entries, previous_folders
+from .naming import assign_folders, plan_entries, previous_folders
 from .sort import SortResult, apply_plan, apply_sort, check_output, moved_members, present, unmoved
-from .status import LAST_SORT, sort_key
 from .terminal import shell_word
 
 if TYPE_CHECKING:  # torch: imported by the functions that embed, so other commands start at once
@@ -292,7 +292,7 @@ def _sort(root, out, settings, mode, dry_run, known, threshold, recluster, clust
                   "known": str(Path(known).resolve()) if known else None,
                   "clustering": index.get_meta(f"clustered {run_key(cluster_options, model.model_id, model.threshold)}",
                                               {}).get("digest")}
-        index.set_meta(LAST_SORT, record)
+        index.set_meta(META_LAST_SORT, record)
         index.set_meta(sort_key(out), record)
         index.drop_journal(out=os.path.realpath(out))  # corrections before a sort are decisions now, not undo steps
     return run

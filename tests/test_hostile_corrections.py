@@ -11,7 +11,7 @@ import pytest
 
 from illusort import corrections
 from illusort.index import Index, default_index_path, read_rejections
-from illusort.manifest import MANIFEST
+from illusort.layout import MANIFEST
 
 from conftest import draw_character, make_collection, run_cli
 from hostile import changed, fingerprint, make_victim, one_line_error

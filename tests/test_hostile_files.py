@@ -13,7 +13,8 @@ import pytest
 
 from illusort import images, nets
 from illusort.index import default_index_path
-from illusort.manifest import LOCK, MANIFEST, read_manifest, write_manifest
+from illusort.layout import LOCK, MANIFEST
+from illusort.manifest import read_manifest, write_manifest
 from illusort.weights import save_checkpoint
 
 from conftest import draw_character, run_cli

@@ -23,7 +23,8 @@ from illusort.corrections import take_renames
 from illusort.errors import IllusortError
 from illusort.status import status
 from illusort.terminal import shown
-from illusort.manifest import MANIFEST, MODES
+from illusort.layout import MANIFEST
+from illusort.manifest import MODES
 from illusort.naming import plan_entries
 from illusort.sort import apply_sort, undo_sort
 

@@ -15,9 +15,11 @@ import pytest
 from illusort import corrections, sort as sort_module
 from illusort.index import Index, default_index_path, remember_output
 from illusort.errors import SortError
-from illusort.manifest import LOCK, MANIFEST, read_manifest
+from illusort.layout import LOCK, MANIFEST
+from illusort.manifest import read_manifest
 from illusort.naming import plan_entries
-from illusort.sort import OWN_FILES, apply_sort, undo_sort
+from illusort.layout import OWN_FILES
+from illusort.sort import apply_sort, undo_sort
 
 from hostile import contents
 

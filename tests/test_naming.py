@@ -11,8 +11,9 @@ import pytest
 from illusort.cluster import assign_to_clusters
 from illusort.errors import SortError
 from illusort.manifest import Entry
-from illusort.naming import (MAX_NAME_BYTES, UNSORTED, assign_folders, check_folder_name, folder_names,
-                             plan_entries, previous_folders, tagged_name)
+from illusort.layout import UNSORTED
+from illusort.naming import (MAX_NAME_BYTES, assign_folders, check_folder_name, folder_names, plan_entries,
+                             previous_folders, tagged_name)
 from illusort.sort import settle_pending
 
 

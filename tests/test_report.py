@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from illusort.report import THUMBS
+from illusort.layout import THUMBS
 
 from conftest import draw_character, run_cli
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from illusort.index import Index, default_index_path
-from illusort.manifest import MANIFEST, OutputBusy, read_manifest
+from illusort.layout import MANIFEST
+from illusort.manifest import OutputBusy, read_manifest
 from illusort.naming import folder_of
 
 from conftest import draw_character, make_collection, run_cli

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from illusort import nets
-from illusort.images import INDEX_DIRNAME
+from illusort.layout import INDEX_DIRNAME
 from illusort.manifest import read_manifest
 from illusort.weights import FORMAT, save_checkpoint
 

@@ -14,7 +14,8 @@ import pytest
 
 from illusort import workflow
 from illusort.index import Index, default_index_path
-from illusort.manifest import LOCK, MANIFEST, read_manifest
+from illusort.layout import LOCK, MANIFEST
+from illusort.manifest import read_manifest
 
 from conftest import draw_character, index_key, make_collection, run_cli
 

@@ -20,7 +20,8 @@ from PIL import Image
 
 from illusort import images
 from illusort.index import Index, default_index_path
-from illusort.manifest import MANIFEST, read_manifest
+from illusort.layout import MANIFEST
+from illusort.manifest import read_manifest
 from illusort.terminal import shown  # how the CLI prints a path: escapes for control characters and bytes
 
 from conftest import draw_character, index_key, make_collection, run_cli

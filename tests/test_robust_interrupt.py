@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 
 from illusort.index import Index, default_index_path
-from illusort.manifest import LOCK, MANIFEST, read_manifest, write_manifest
+from illusort.layout import LOCK, MANIFEST
+from illusort.manifest import read_manifest, write_manifest
 from illusort.weights import load_model, with_faces, with_precision
 
 from conftest import index_key, make_collection

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from illusort import sort as sort_module
-from illusort.manifest import LOCK, MANIFEST, read_manifest
+from illusort.layout import LOCK, MANIFEST
+from illusort.manifest import read_manifest
 from illusort.sort import partial_path
 
 from conftest import draw_character, make_collection, run_cli

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import adjusted_mutual_info_score
 
-from illusort.manifest import MANIFEST
+from illusort.layout import MANIFEST
 
 from conftest import draw_character, run_cli
 
