@@ -35,6 +35,11 @@ META_LAST_SORT = "last sort"         # the latest sort from this folder, into an
 META_SKIPS_REPORTED = "skips reported"  # + model id: the unreadable files the last run said it skipped
 
 
+def queue_key(out) -> str:
+    """The meta key of the numbers `status` shows for OUT's suggestions (kept from one answer to the next)."""
+    return f"queue numbers {os.path.realpath(out)}"
+
+
 def sort_key(out) -> str:
     """The meta key of the last sort into OUT: one folder sorted into several outputs
     (say, with two models) keeps each output's model and options apart."""

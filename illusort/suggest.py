@@ -21,15 +21,19 @@ Reading the queue changes nothing and needs no torch, like `status`.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import sqlite3
 from dataclasses import asdict, dataclass, field
+from itertools import count
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
 from .index import read_rejections
-from .layout import NOT_A_CHARACTER, UNSORTED
+from .index import Index, default_index_path
+from .layout import NOT_A_CHARACTER, UNSORTED, queue_key
 from .naming import folder_of
 from .status import find_sort, in_out, last_sort, model_key, open_index, relative, rows_of
 from .terminal import command
@@ -48,7 +52,7 @@ NUMBERED = re.compile(r"character-(\d+)")
 
 @dataclass
 class Suggestion:
-    number: int                 # 1-based rank in this queue
+    number: int                 # what `status` shows and `accept N` takes: kept while the suggestion stands
     kind: str                   # place | move | merge | split
     confidence: float           # margin to the model's threshold: higher is surer
     similarity: float           # the average-linkage similarity it rests on
@@ -79,6 +83,7 @@ class SortState:
     vectors: dict[str, np.ndarray]          # dest -> the vectors (faces) that placed it
     rejected: dict[str, set[str]]           # dest -> the characters the user said it is not
     dismissed: set[str]
+    numbers: dict = field(default_factory=dict)  # the numbers shown since the last answer (`queue_numbers`)
 
     def folders(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
@@ -98,6 +103,7 @@ def load_state(out: Path, index_path: Path | None = None) -> SortState:
         record = last_sort(db, out)  # the cut the sort used (fitted to this collection), else the model's
         threshold = record.get("cut") or record.get("threshold")
         rejected, dismissed = read_rejections(db) if db is not None else ({}, set())
+        numbers = queue_numbers(db, out, record)
     finally:
         if db is not None:
             db.close()
@@ -111,7 +117,32 @@ def load_state(out: Path, index_path: Path | None = None) -> SortState:
         if said:
             not_these[e.dest] = said
     return SortState(Path(out), root, manifest, DEFAULT_THRESHOLD if threshold is None else float(threshold),
-                     vectors, not_these, dismissed)
+                     vectors, not_these, dismissed, numbers)
+
+
+def queue_numbers(db, out: Path, record: dict) -> dict:
+    """The numbers given at the last answer since this sort: {"next": N, "numbers": {key: n}}.
+    A suggestion keeps its number while it stands, so `accept OUT 2` after `reject OUT 1` is
+    still the second one `status` showed; new suggestions take numbers never used."""
+    fresh = {"sort": record.get("time")}
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key=?", (queue_key(out),)).fetchone() if db else None
+        kept = json.loads(row[0]) if row else {}
+    except (sqlite3.Error, ValueError):
+        return fresh
+    fits = isinstance(kept, dict) and kept.get("sort") == fresh["sort"] and isinstance(kept.get("numbers"), dict)
+    return kept if fits and isinstance(kept.get("next"), int) else fresh
+
+
+def remember_numbers(state: SortState, queue: list[Suggestion], index_path: Path | None = None) -> None:
+    """Keep the numbers of `queue` for the commands after this answer (see `queue_numbers`)."""
+    index = Index(Path(index_path) if index_path else default_index_path(state.root))
+    try:
+        after = max([state.numbers.get("next", 1), *(s.number + 1 for s in queue)])
+        index.set_meta(queue_key(state.out), {"sort": state.numbers.get("sort"), "next": after,
+                                              "numbers": {s.key: s.number for s in queue}})
+    finally:
+        index.close()
 
 
 def suggestions(out: Path, index_path: Path | None = None, kinds=KINDS) -> list[Suggestion]:
@@ -140,8 +171,9 @@ def rank(state: SortState, kinds=KINDS) -> list[Suggestion]:
         found += _new_characters(state, folders.get(UNSORTED, []), numbers)
     found = [s for s in found if not (s.kind in ("merge", "split", "new") and s.key in state.dismissed)]
     found.sort(key=lambda s: (-s.confidence, s.kind, s.folder, s.files))
-    for number, s in enumerate(found, 1):
-        s.number = number
+    kept, fresh = state.numbers.get("numbers", {}), count(state.numbers.get("next", 1))
+    for s in found:
+        s.number = kept[s.key] if isinstance(kept.get(s.key), int) else next(fresh)
         s.command = command_for(state.out, s)
     return found
 
@@ -281,7 +313,8 @@ def chosen(queue: list[Suggestion], numbers=None, above: float | None = None) ->
         by_number = {s.number: s for s in queue}
         missing = [n for n in numbers if n not in by_number]
         if missing:
-            raise InputError(f"no suggestion {missing[0]} (there are {len(queue)}); `illusort status OUT` lists them")
+            raise InputError(f"no suggestion {missing[0]} now (answered, or changed by a later correction); "
+                             "`illusort status OUT` lists them")
         return [by_number[n] for n in numbers]
     if above is None:
         raise InputError("say which suggestions: their numbers, or --all-above SIMILARITY")
@@ -292,7 +325,9 @@ def accept(out: Path, numbers=None, above: float | None = None, index_path: Path
            source: Path | None = None) -> list[Suggestion]:
     """Take suggestions by number, or every place/move/new/merge at `above` similarity or more."""
     state = load_state(out, index_path)
-    taken = chosen(rank(state), numbers, above)
+    queue = rank(state)
+    taken = chosen(queue, numbers, above)
+    remember_numbers(state, queue, index_path)
     answer(state, yes=taken, index_path=index_path, source=source)
     return taken
 
@@ -300,7 +335,9 @@ def accept(out: Path, numbers=None, above: float | None = None, index_path: Path
 def reject(out: Path, numbers, index_path: Path | None = None, source: Path | None = None) -> list[Suggestion]:
     """Say no to suggestions by number."""
     state = load_state(out, index_path)
-    taken = chosen(rank(state), numbers)
+    queue = rank(state)
+    taken = chosen(queue, numbers)
+    remember_numbers(state, queue, index_path)
     answer(state, no=taken, index_path=index_path, source=source)
     return taken
 

@@ -297,19 +297,18 @@ def test_accepting_nothing_is_not_a_step_of_undo(tmp_path):
     assert "named Rem" in run_cli("undo", out, "--last").output
 
 
-@pytest.mark.xfail(strict=True, reason="numbers are ranks in the queue as it is now: after `reject OUT 1` the number "
-                   "status showed as 2 is another suggestion, and `accept OUT 2` merges a pair the user never saw")
 def test_a_number_means_what_status_showed(tmp_path):
+    """`accept OUT 2` after `reject OUT 1` takes what status showed as 2, not the queue's new second."""
     root, out = sort_into(tmp_path)
     first, shown = groups(out), queue(out)
+    assert [s["number"] for s in shown[:2]] == [1, 2] and shown[1]["kind"] == "merge", shown[:2]
     run_cli("reject", out, 1)
-    result = run_cli("accept", out, 2, ok=None)   # "2" as status showed it: one line, or that merge
-    if result.exit_code == 0:
-        home = {c: folder for folder, chars in groups(out).items() for c in chars}
-        (a,), (b,) = first[shown[1]["folder"]], first[shown[1]["other"]]
-        assert home[a] == home[b], (shown[1], groups(out))
-    else:
-        one_line_error(result)
+    assert [s["number"] for s in queue(out)][:1] == [2]     # the rest keep their numbers
+    run_cli("accept", out, 2)
+    home = {c: folder for folder, chars in groups(out).items() for c in chars}
+    (a,), (b,) = first[shown[1]["folder"]], first[shown[1]["other"]]
+    assert home[a] == home[b], (shown[1], groups(out))
+    assert "no suggestion 2 now" in one_line_error(run_cli("accept", out, 2, ok=False))
 
 
 def test_undo_last_after_a_folder_renamed_by_hand(tmp_path):

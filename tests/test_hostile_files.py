@@ -21,7 +21,6 @@ from conftest import draw_character, run_cli
 from hostile import changed, contents, fingerprint, make_victim, one_line_error
 
 FAST = ("--model", "hsv-hist", "-q", "--workers", "0", "--seed", "0", "--faces", "off")
-TALLY = {"cases": 0, "outside bytes changed": 0, "tracebacks": 0}
 
 
 @pytest.fixture
@@ -44,8 +43,6 @@ class Outside:
 
     def check(self, name=""):
         diff = changed(self.before, fingerprint(self.base, self.skip))
-        TALLY["cases"] += 1
-        TALLY["outside bytes changed"] += len(diff)
         assert not diff, (name, diff)
 
 
@@ -424,8 +421,3 @@ def test_every_report_value_is_escaped(world):
     (out / MANIFEST).write_text(json.dumps(data))
     assert "damaged" in one_line_error(run_cli("report", out, "-q", ok=False))
 
-
-def test_zz_tally(capsys):
-    """Print the table of the closing note (cases run above, in this module)."""
-    with capsys.disabled():
-        print(f"\nhostile files: {TALLY}")
