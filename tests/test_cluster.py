@@ -85,6 +85,7 @@ def test_rerun_reuses_the_clustering_and_places_a_few_new_rows(tmp_path, monkeyp
         assert calls == [1, 1]
 
 
+@pytest.mark.slow
 def test_strictness_splits_look_alikes_and_leaves_more_unsorted():
     rng = np.random.default_rng(0)
     families, own = rng.normal(size=(4, 64)), rng.normal(size=(8, 64))

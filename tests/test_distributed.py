@@ -16,6 +16,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_embed_matches_a_local_run_and_is_incremental(collection, tmp_path, local_ray):
     root, truth = collection
     for k in range(2):

@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from illusort.index import Index, default_index_path
 from illusort.weights import load_model, with_faces, with_precision
@@ -73,6 +74,7 @@ def test_missing_folder_is_a_clean_error(tmp_path):
     assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_killed_embed_resumes_to_the_same_index(tmp_path, tiny_cnn):
     root = tmp_path / "many"
     root.mkdir()

@@ -30,6 +30,8 @@ from illusort.sort import apply_sort, undo_sort
 
 from hostile import changed, contents, fingerprint, make_victim
 
+pytestmark = pytest.mark.slow  # kills, fuzzing or training: `pytest -m 'not slow'` skips them
+
 CASES = 300
 ONE_LINE = (IllusortError, Unsafe, IndexBusy, IndexUnusable, OSError, sqlite3.Error)  # what `fail_cleanly` prints
 NAMES = ["f0.png", "f1.png", "s/f2.png", "s/f3.png", "f4.png", "s/f5\x1b[4D; touch X #.png", "f6\n\u202e.png"]

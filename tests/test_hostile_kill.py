@@ -23,6 +23,8 @@ from illusort.sort import apply_sort, undo_sort
 
 from hostile import contents
 
+pytestmark = pytest.mark.slow  # kills, fuzzing or training: `pytest -m 'not slow'` skips them
+
 
 class Killed(BaseException):
     """Stands for SIGKILL: nothing after it runs (not even `except Exception`)."""

@@ -87,6 +87,7 @@ def test_a_long_thin_picture_is_never_letterboxed_onto_a_huge_square(tmp_path):
 
 
 # 9 --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [8, 16])
 def test_a_huge_png_just_inside_the_pixel_limit_is_skipped_before_decoding(tmp_path, depth):
     """Issue 25 case 9: a 1.5 MB 19999^2 RGBA PNG peaked at 5.4 GiB / 25 s. Its decoded size is

@@ -150,6 +150,7 @@ def run_line(line: str, home: Path, mode: str | None = None) -> bool:
     return ran
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs(readme_home):
     ran = [line for block in shell_blocks(README.read_text()) for line in block if run_line(line, readme_home)]
     assert len(ran) >= 25, ran
@@ -167,6 +168,7 @@ def pictures(folder: Path) -> dict[str, bytes]:
             for p in folder.rglob("*") if p.is_file() and ".illusort" not in p.parts}
 
 
+@pytest.mark.slow
 def test_the_workflow_runs_in_move_mode_too(readme_home):
     """The README's workflow ("From a first sort to named, corrected folders") with
     `--mode move`: the re-run still knows the characters the first sort moved away (new

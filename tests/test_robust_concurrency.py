@@ -19,6 +19,8 @@ from illusort.manifest import read_manifest
 
 from conftest import draw_character, index_key, make_collection, run_cli
 
+pytestmark = pytest.mark.slow  # kills, fuzzing or training: `pytest -m 'not slow'` skips them
+
 FAST = ("--model", "hsv-hist", "-q", "--workers", "0", "--seed", "0")
 
 

@@ -187,6 +187,7 @@ def shared_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_permission_denied_is_skipped_then_retried(shared_tmp):
     """Root reads everything, so this runs the CLI as `nobody`. A file we may not read is
     skipped (and sorted nowhere) but not remembered as bad: readable again, it is embedded."""

@@ -34,6 +34,8 @@ from illusort.weights import load_model, with_faces, with_precision
 
 from conftest import index_key, make_collection
 
+pytestmark = pytest.mark.slow  # kills, fuzzing or training: `pytest -m 'not slow'` skips them
+
 SORT = ("--model", "hsv-hist", "--seed", "0", "--workers", "0", "-q")
 SERVER = textwrap.dedent("""
     import json, os, sys, time, traceback

@@ -14,6 +14,8 @@ from illusort.train.sampler import BlogBatchSampler
 
 from conftest import draw_character, run_cli
 
+pytestmark = pytest.mark.slow  # kills, fuzzing or training: `pytest -m 'not slow'` skips them
+
 FAST = ["--init", "none", "--input-size", "32", "--epochs", "1", "--workers", "0", "-q", "--faces", "off"]
 TRIPLET = ["--batch-size", "12", "--per-class", "4", "--random-extra", "6"]
 
