@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 
 from illusort import corrections
-from illusort.cli import one_line
+from illusort.cli.rendering import one_line
 from illusort.index import Index, IndexBusy, IndexUnusable, default_index_path, remember_output
 from illusort.report import write_report
 from illusort.safepath import Unsafe

@@ -56,7 +56,8 @@ def test_readme_and_train_agree_where_training_starts():
     trained) while `train` started from anime-lite0-v3."""
     from click.testing import CliRunner
 
-    from illusort.cli import main, shipped_model
+    from illusort.cli import main
+    from illusort.registry import shipped_model
 
     start = registry.TRAIN_FROM
     assert registry.MODELS[start].shipped and registry.MODELS[start].arch != registry.ENSEMBLE

@@ -1,0 +1,4 @@
+"""`python -m illusort.cli`: the `illusort` command."""
+from . import main
+
+main()
