@@ -1,4 +1,5 @@
 """`python -m illusort.cli`: the `illusort` command."""
 from . import main
 
-main()
+if __name__ == "__main__":
+    main()
