@@ -34,7 +34,7 @@ def epilog() -> str:
     return "Exit codes: " + ", ".join(f"{status.value} {status.meaning}" for status in ExitStatus) + "."
 
 
-def exit_if_strict(strict: bool, skipped: int, said: str = "file(s) skipped (exit code 3)") -> None:
+def exit_if_strict(strict: bool, skipped: int, said: str = f"file(s) skipped (exit code {ExitStatus.SKIPPED.value})") -> None:
     """`--strict`: the command did its work, but SKIPPED files make the exit code 3."""
     if strict and skipped:
         echo(f"strict: {skipped} {said}", err=True)

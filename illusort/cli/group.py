@@ -3,11 +3,13 @@ and an exit code (`ExitStatus`); anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import errno
+import sqlite3
 import warnings
 
 import click
 
 from .. import __version__
+from ..errors import IllusortError
 from .exit_status import ExitStatus, epilog, leave
 from .rendering import one_line
 
@@ -25,10 +27,6 @@ class IllusortGroup(click.Group):
     (`terminal.shown`): names in it may hold escapes."""
 
     def invoke(self, ctx: click.Context):
-        import sqlite3
-
-        from ..errors import IllusortError
-
         try:
             return super().invoke(ctx)
         except IllusortError as error:
