@@ -29,7 +29,7 @@ def main() -> None:
     from illusort.evaluate import labelled_images
     from illusort.metrics import source_scores
     from illusort.train.data import decode_images
-    from illusort.train.loop import embed_tensor
+    from illusort.train.scoring import embed_tensor
     from illusort.weights import load_model
 
     characters = set(load_split(args.split_from)[args.part])

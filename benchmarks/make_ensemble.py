@@ -35,7 +35,7 @@ def main() -> None:
         sys.exit(f"{args.data} not found: calibrating needs ../shared/data (absent here, so nothing made)")
     from illusort.evaluate import labelled_images, select_characters
     from illusort.train.data import decode_images
-    from illusort.train.loop import _plain, dev_scores, embed_tensor, score_test_set
+    from illusort.train.scoring import dev_scores, embed_tensor, plain, score_test_set
     from illusort.weights import combine_models, save_checkpoint
 
     net, card = combine_models(args.members, args.shares)
@@ -61,7 +61,7 @@ def main() -> None:
                 far_thresholds=dev.get("far_thresholds"), metrics={"dev": dev, "test": scores["test"]},
                 command="python benchmarks/make_ensemble.py " + " ".join(sys.argv[1:]),
                 torch=str(torch.__version__), date=dt.datetime.now().astimezone().isoformat(timespec="seconds"))
-    save_checkpoint(args.out, net, _plain(card))
+    save_checkpoint(args.out, net, plain(card))
     print(f"wrote {args.out} (threshold {dev['threshold']:.3f})")
 
 

@@ -44,7 +44,7 @@ def main() -> None:
     from illusort.errors import IllusortError
     from illusort.images import find_images
     from illusort.train.data import decode_images
-    from illusort.train.loop import embed_tensor
+    from illusort.train.scoring import embed_tensor
     from illusort.weights import load_model
 
     try:

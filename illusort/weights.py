@@ -20,10 +20,9 @@ import torch
 from . import nets
 from .errors import ModelError  # noqa: F401 (also importable from here, as before)
 from .registry import (BUILTIN, DEFAULT_MODEL, INPUT_SIZES, FALLBACK_MODEL, find_model_file, installed_models,  # noqa: F401
-                       MODELS, models_dirs, unknown_model)
+                       MODELS, PRECISIONS, models_dirs, unknown_model)
 
 FORMAT = "illusort-checkpoint-1"
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass

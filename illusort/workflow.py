@@ -1,6 +1,6 @@
 """What each CLI command does, as functions: embed, cluster, sort and query a folder.
 
-`cli.py` only parses options and prints; everything here can be called from Python.
+`cli/` only parses options and prints; everything here can be called from Python.
 """
 from __future__ import annotations
 

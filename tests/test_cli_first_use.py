@@ -253,7 +253,7 @@ def test_train_starts_from_the_shipped_model_by_default(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "Trainer", FakeTrainer)
     (tmp_path / "labelled").mkdir()
     result = run_cli("train", tmp_path / "labelled", "--out", tmp_path / "m.pt")
-    from illusort.cli import shipped_model
+    from illusort.registry import shipped_model
 
     shipped = shipped_model()  # the default model's file, else another shipped one (offline)
     from illusort.registry import ENSEMBLE, MODELS

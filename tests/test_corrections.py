@@ -114,7 +114,7 @@ def test_known_characters_take_their_images_and_never_force_the_rest(collection,
 
 
 def test_the_summary_names_known_characters_before_larger_numbered_folders():
-    from illusort.cli import folder_sizes
+    from illusort.cli.rendering import folder_sizes
 
     sizes = {f"character-{k:03d}": 50 - k for k in range(1, 14)} | {"Rem": 3}
     assert folder_sizes(sizes).startswith("Rem 3, character-001 49, character-002 48")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from illusort import corrections
+from illusort.cli.exit_status import ExitStatus
 from illusort.index import Index, default_index_path, read_rejections
 from illusort.layout import MANIFEST
 
@@ -96,12 +97,15 @@ def test_move_not_refuses_reserved_and_unsafe_names(tmp_path, name):
     assert on_disk(out) == before and not decisions(root)
 
 
-@pytest.mark.parametrize("args", [(10**30,), (0,), (-1,), ("x",)])
-def test_bad_numbers_change_nothing(tmp_path, args):
+@pytest.mark.parametrize("args,code", [((10**30,), ExitStatus.ERROR), ((0,), ExitStatus.USAGE),
+                                       ((-1,), ExitStatus.USAGE), (("x",), ExitStatus.USAGE)])
+def test_bad_numbers_change_nothing(tmp_path, args, code):
+    """A number no suggestion has is the library's one-line error; one that is no suggestion
+    number at all (0, negative, not a number) is a wrong command line."""
     root, out = sort_into(tmp_path)
     before = on_disk(out)
     result = run_cli("accept", out, *args, ok=False)
-    assert "Traceback" not in result.output and result.exit_code in (1, 2)
+    assert "Traceback" not in result.output and result.exit_code == code, result.output
     assert on_disk(out) == before
 
 
@@ -210,8 +214,9 @@ def test_undo_last_after_undo_out_and_a_new_sort_does_not_merge_characters(tmp_p
     run_cli("name", out, "character-001", "Rem")
     run_cli("undo", out)
     run_cli("sort", root, "--out", out, *FAST)
-    result = run_cli("undo", out, "--last", ok=None)
-    assert result.exit_code == 1 or one_folder_per_character(out)
+    result = run_cli("undo", out, "--last", ok=False)   # the new sort is no correction: nothing to take back
+    assert result.exit_code == ExitStatus.ERROR and "no correction of" in result.output, result.output
+    assert one_folder_per_character(out)
 
 
 def test_undo_last_in_one_output_keeps_a_later_decision_of_another(tmp_path):

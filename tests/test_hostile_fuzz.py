@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 
 from illusort import corrections
-from illusort.cli import one_line
+from illusort.cli.rendering import one_line
 from illusort.index import Index, IndexBusy, IndexUnusable, default_index_path, remember_output
 from illusort.report import write_report
 from illusort.safepath import Unsafe
@@ -33,7 +33,7 @@ from hostile import changed, contents, fingerprint, make_victim
 pytestmark = pytest.mark.slow  # kills, fuzzing or training: `pytest -m 'not slow'` skips them
 
 CASES = 300
-ONE_LINE = (IllusortError, Unsafe, IndexBusy, IndexUnusable, OSError, sqlite3.Error)  # what `fail_cleanly` prints
+ONE_LINE = (IllusortError, Unsafe, IndexBusy, IndexUnusable, OSError, sqlite3.Error)  # what cli/group.py prints
 NAMES = ["f0.png", "f1.png", "s/f2.png", "s/f3.png", "f4.png", "s/f5\x1b[4D; touch X #.png", "f6\n\u202e.png"]
 FOLDERS = ["character-001", "character-002", "unsorted", "Rem\x1b[2J"]
 ROOTS = ["pics"] * 3 + ["pics #1?mode=rw", "pics%3Fx", "pics\x1b]0;\x07\n"]  # IN's name

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from illusort import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +58,8 @@ def test_readme_and_train_agree_where_training_starts():
     trained) while `train` started from anime-lite0-v3."""
     from click.testing import CliRunner
 
-    from illusort.cli import main, shipped_model
+    from illusort.cli import main
+    from illusort.registry import shipped_model
 
     start = registry.TRAIN_FROM
     assert registry.MODELS[start].shipped and registry.MODELS[start].arch != registry.ENSEMBLE
@@ -66,3 +69,35 @@ def test_readme_and_train_agree_where_training_starts():
     assert f"| `--init` | default: `{start}`" in readme
     help_text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
     assert f"Default: {start}, the shipped single network" in help_text
+
+
+def test_train_init_names_the_weights_training_starts_from(tmp_path, monkeypatch):
+    """`train --init` as the registry resolves it (moved here from the CLI): no --init is the
+    shipped network (said once) or ImageNet for another --arch; a built-in model or an unknown
+    name is a one-line error."""
+    from illusort.errors import InputError
+
+    notes = []
+    shipped = registry.shipped_model()
+    start = registry.train_init(None, None, "triplet", False, log=notes.append)
+    assert start == (str(shipped[1]) if shipped else "lite0") and len(notes) == (1 if shipped else 0)
+    assert registry.train_init(None, "vgg16", "triplet", False) == "imagenet"
+    assert registry.train_init(None, None, "triplet", True) is None      # a resumed run keeps its own
+    assert registry.train_init(None, None, "ft+dc", False) is None       # needs a finetune checkpoint
+    assert registry.train_init("resnet18", None, "triplet", False) == "resnet18"
+    checkpoint = tmp_path / "mine.pt"
+    checkpoint.write_bytes(b"")
+    assert registry.train_init(str(checkpoint), None, "triplet", False) == str(checkpoint)
+    with pytest.raises(InputError, match="built-in feature model"):
+        registry.train_init("hsv-hist", None, "triplet", False)
+    with pytest.raises(InputError, match="no such model or checkpoint"):
+        registry.train_init("no-such-model", None, "triplet", False)
+
+
+def test_training_choices_are_checked_by_the_config():
+    from illusort.train.config import TrainConfig
+    from illusort.train.data import TrainError
+
+    for name in ("loss", "optimizer"):
+        with pytest.raises(TrainError, match=f"unknown {name}"):
+            TrainConfig(**{name: "nope"}).resolve()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from ..registry import BACKBONES, ENSEMBLE
+from ..registry import BACKBONES, ENSEMBLE, LOSSES, OPTIMIZERS
+from ..registry import TRAIN_METHODS as METHODS
 from .data import TrainError
 
-METHODS = ("triplet", "finetune", "deepcluster", "ft+dc")
 ARCHS = tuple(BACKBONES)
 # Per-method defaults (the sources' settings; batch sizes and epochs chosen for a CPU).
 DEFAULTS = {
@@ -98,6 +98,9 @@ class TrainConfig:
 
         if self.method not in METHODS:
             raise TrainError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        for name, value, known in (("loss", self.loss, LOSSES), ("optimizer", self.optimizer, OPTIMIZERS)):
+            if value not in known:
+                raise TrainError(f"unknown {name} {value!r}; choose one of {', '.join(known)}")
         d, arch, init = DEFAULTS[self.method], self.arch, str(self.init or "imagenet")
         parent_card = parent_state = None
         if init in BACKBONES:  # `--init lite0`: that backbone's ImageNet weights

@@ -2,9 +2,9 @@
 state, learning-curve log, and the final test scores written into the model card.
 
 What differs between methods (batches, loss, extra layers) is in `methods.py`; the settings
-are one `TrainConfig` (`config.py`). `Trainer.train` is the loop; each step is a method
-(`setup`, `resume`, `run_epoch`, `evaluate_dev`, `save`, `finish`), with no closure over loop
-state.
+are one `TrainConfig` (`config.py`); scoring the dev and test characters is in `scoring.py`.
+`Trainer.train` is the loop; each step is a method (`setup`, `resume`, `run_epoch`,
+`evaluate_dev`, `save`, `finish`), with no closure over loop state.
 
 Files, for `--out models/NAME.pt`:
 - `NAME.pt` + `NAME.json`: the best epoch so far by dev EER (every epoch when there is no
@@ -17,10 +17,8 @@ Files, for `--out models/NAME.pt`:
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import math
 import os
 import shlex
 import signal
@@ -37,9 +35,10 @@ from ..embed import keep_freed_memory
 from ..progress import progress_bar
 from ..weights import FORMAT, ModelError, load_blob, read_checkpoint, resolve_device, save_checkpoint
 from .config import ARCHS, DEFAULTS, METHODS, PCA_DIMS, TrainConfig  # noqa: F401 (re-exported)
-from .data import (Augment, TrainError, decode_images, inherited_split, plain_view, scan_folders, split_characters,
+from .data import (Augment, TrainError, decode_images, inherited_split, scan_folders, split_characters,
                    train_store_size, without_held_pictures)
 from .methods import Classify, DeepCluster, Triplet
+from .scoring import dev_scores, embed_tensor, plain, score_test_set, to_device, too_few_characters, vgg_layer
 
 
 def last_path(out: Path) -> Path:
@@ -71,21 +70,6 @@ def build_net(config: TrainConfig, parent_card: dict | None, parent_state: dict 
             raise ModelError(f"--init {config.init}: weights do not fit {config.arch} "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return net
-
-
-@contextlib.contextmanager
-def vgg_layer(net, layer):
-    """Temporarily switch a VGG16 trunk's output layer (no-op for other nets)."""
-    trunk = getattr(net, "trunk", None)
-    if layer is None or not hasattr(trunk, "taps"):
-        yield
-        return
-    old = trunk.layer
-    trunk.layer = layer
-    try:
-        yield
-    finally:
-        trunk.layer = old
 
 
 def batch_seed(*parts) -> int:
@@ -122,56 +106,6 @@ class _StopFlag:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
         return False
-
-
-def embed_tensor(net, images: torch.Tensor, size: int, device: str, batch_size: int = 64, fn=None) -> np.ndarray:
-    """Embeddings (numpy) of uint8 images, no augmentation, in eval mode; `fn(net, x)` instead
-    of `net(x)` for other outputs (DeepCluster's features)."""
-    was_training = net.training
-    net.eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = to_device(plain_view(images[start:start + batch_size], size), device)
-            out.append((fn or (lambda n, v: n(v)))(net, x).float().cpu().numpy())
-    net.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def to_device(x: torch.Tensor, device: str) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if device == "cpu" else x
-
-
-def dev_scores(vectors, labels, seed=0) -> dict | None:
-    """EER and thresholds; over pairs inside one source when labels are `SOURCE/CHARACTER`
-    from several sources (cross-game pairs are easy and would set the thresholds too low)."""
-    from ..metrics import embedding_eer, source_of
-
-    if len(set(labels)) < 2 or len(labels) == len(set(labels)):
-        return None
-    groups = [source_of(x) for x in labels]
-    try:
-        result = embedding_eer(vectors, labels, seed=seed, groups=groups if len(set(groups)) > 1 else None)
-    except ValueError:  # no source holds two dev characters: all pairs, as the test scores fall back to
-        try:
-            result = embedding_eer(vectors, labels, seed=seed)
-        except ValueError:
-            return None
-    return _plain(result)
-
-
-def _plain(obj):
-    """numpy scalars -> Python (JSON and `torch.load(weights_only=True)` safe)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 class Trainer:
@@ -443,7 +377,7 @@ class Trainer:
         if self.config.dc:
             entry["pseudo_classes"] = int(len(np.unique(self.strategy.pseudo.numpy())))
         with open(log_path(self.out), "a", encoding="utf-8") as f:
-            f.write(json.dumps(_plain(entry)) + "\n")
+            f.write(json.dumps(plain(entry)) + "\n")
         self.loss_sum, self.loss_n = 0.0, 0
         self.save(epoch + 1, 0, finished=epoch + 1 == self.config.epochs)
 
@@ -468,7 +402,7 @@ class Trainer:
         if self.parent_card:
             card["parent"] = {"name": self.parent_card.get("name"), "method": self.parent_card.get("method"),
                               "path": c.init}
-        return _plain(card)
+        return plain(card)
 
     def save(self, epoch: int, batch: int, finished: bool = False) -> None:
         """The resume state at (epoch, batch), written atomically."""
@@ -508,44 +442,11 @@ class Trainer:
         return card
 
 
-def too_few_characters(labelled: int, dev: int) -> str:
-    """What a folder too small to score lacks, in plain words, and what the run does anyway."""
-    from .data import characters_needed
-
-    need = characters_needed()
-    return (f"note: {labelled} labelled character{'' if labelled == 1 else 's'} {'is' if labelled == 1 else 'are'} "
-            f"too few to score the model: {dev} of them {'is' if dev == 1 else 'are'} set aside to check each epoch and "
-            f"scoring needs 2 (and 2 more for the final test), so at least {need} characters, better dozens "
-            "(or give unlabelled data a labelled --dev folder). Training goes on and the model is saved, "
-            "but every epoch replaces the last and it gets no similarity threshold: sorts with it group "
-            "pictures by density (HDBSCAN) rather than at a calibrated similarity, and `query` lists the 20 best "
-            "matches")
-
-
 def train(dirs, config: TrainConfig | None = None, out=None, **run) -> dict:
     """Train a model on labelled folders (`DIR/<character>/<images>`; DeepCluster also takes
     flat unlabelled folders) and write `out` with its model card. Returns the card.
     `run`: the `Trainer`'s options (resume, overwrite, device, workers, dev_dirs, ...)."""
     return Trainer(dirs, config or TrainConfig(), out, **run).train()
-
-
-def score_test_set(net, images, labels, size, device, seed, threshold=None) -> dict | None:
-    """Within-source EER (+ buckets, per source, all pairs) and clustering scores of the test
-    characters, clustered as `sort` does by default (`auto`, at the dev threshold)."""
-    from ..cluster import cluster_embeddings
-    from ..metrics import clustering_scores, source_scores
-
-    if not len(images) or len(set(labels)) < 2 or len(labels) == len(set(labels)):
-        return None
-    vectors = embed_tensor(net, images, size, device)
-    try:
-        result = source_scores(vectors, labels, seed)
-    except ValueError:
-        return None
-    result.update(characters=len(set(labels)), images=len(labels))
-    clustering = cluster_embeddings(vectors, similarity=threshold, seed=seed)  # as `sort` clusters by default
-    result["clustering"] = {**clustering_scores(labels, clustering.labels), "params": clustering.params}
-    return _plain(result)
 
 
 def _data_summary(collection, dirs, dev_dirs, train_items, dev_items, test_items, skipped) -> dict:
